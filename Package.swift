@@ -1,0 +1,45 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "mambad",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "mambad", targets: ["mambad"]),
+        .library(name: "FalconMamba", targets: ["FalconMamba"]),
+        .library(name: "Tokenizer", targets: ["Tokenizer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries (Debian: libopenblas-dev, libsystemd-dev).
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd",
+                       providers: [.apt(["libsystemd-dev"])]),
+
+        // Hot numeric loops in C with runtime CPU dispatch; no Swift, no model graph.
+        .target(name: "CKernels"),
+
+        // Byte-level BPE from tokenizer.json.
+        .target(name: "Tokenizer", resources: [.copy("Resources/falcon-tokenizer.json")]),
+
+        // Checkpoint loading (mmap, safetensors, bitsandbytes 4-bit), config, forward pass, sampler.
+        .target(name: "FalconMamba", dependencies: ["CKernels", "COpenBLAS"]),
+
+        // JSON-RPC 2.0 types shared by the daemon and the CLI; no sockets, no model.
+        .target(name: "MambaRPC"),
+
+        .executableTarget(name: "mambad", dependencies: [
+            "FalconMamba", "Tokenizer", "MambaRPC",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
+        .testTarget(name: "FalconMambaTests", dependencies: ["FalconMamba"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
+        .testTarget(name: "MambaRPCTests", dependencies: ["MambaRPC"]),
+        .testTarget(name: "mambadTests", dependencies: ["mambad"]),
+    ]
+)

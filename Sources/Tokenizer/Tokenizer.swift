@@ -1,0 +1,1 @@
+// Byte-level BPE tokenizer (issue 3).
