@@ -1,0 +1,55 @@
+// Runtime CPU dispatch: the best matrix kernels this CPU supports, picked once at load.
+#include "internal.h"
+#include <stdatomic.h>
+
+static _Atomic(const mk_matrix_kernels *) active = NULL;
+
+static const mk_matrix_kernels *best_available(int limit) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    const int has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                         __builtin_cpu_supports("f16c");
+    const int has_avx512 = has_avx2 && __builtin_cpu_supports("avx512f") &&
+                           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+    if (limit >= 3 && has_avx512) return &mk_avx512_kernels;
+    if (limit >= 2 && has_avx2) return &mk_avx2_kernels;
+#else
+    (void)limit;
+#endif
+    return &mk_scalar_kernels;
+}
+
+static inline const mk_matrix_kernels *kernels(void) {
+    const mk_matrix_kernels *k = atomic_load_explicit(&active, memory_order_acquire);
+    if (k == NULL) {
+        k = best_available(3);
+        atomic_store_explicit(&active, k, memory_order_release);
+    }
+    return k;
+}
+
+const char *mk_isa(void) { return kernels()->name; }
+
+int mk_force_isa(int isa) {
+    const mk_matrix_kernels *k = best_available(isa == 0 ? 3 : isa);
+    const char *wanted = isa == 1 ? "scalar" : isa == 2 ? "avx2" : isa == 3 ? "avx512" : k->name;
+    if (strcmp(k->name, wanted) != 0) return -1;
+    atomic_store_explicit(&active, k, memory_order_release);
+    return 0;
+}
+
+void mk_dense_gemv(const mk_dense_matrix *w, const float *x, float *y, int64_t r0, int64_t r1) {
+    kernels()->dense_gemv(w, x, y, r0, r1);
+}
+
+void mk_q4_gemv(const mk_q4_matrix *w, const float *x, float *y, int64_t r0, int64_t r1) {
+    kernels()->q4_gemv(w, x, y, r0, r1);
+}
+
+void mk_dense_rows_to_f32(const mk_dense_matrix *w, int64_t r0, int64_t r1, float *out) {
+    kernels()->dense_rows_to_f32(w, r0, r1, out);
+}
+
+void mk_q4_rows_to_f32(const mk_q4_matrix *w, int64_t r0, int64_t r1, float *out) {
+    kernels()->q4_rows_to_f32(w, r0, r1, out);
+}

@@ -1,0 +1,116 @@
+// CKernels: the hot numeric loops of mambad, in C with runtime CPU dispatch.
+//
+// Everything here works on raw pointers into memory-mapped checkpoint data or
+// caller-owned scratch. Nothing allocates, nothing knows about the model graph.
+// Each matrix kernel takes a row range [row_begin, row_end) so that callers can
+// split one product across threads.
+#ifndef MAMBAD_CKERNELS_H
+#define MAMBAD_CKERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Element type of a dense weight matrix as stored in the checkpoint.
+typedef enum {
+    MK_DTYPE_F32 = 0,
+    MK_DTYPE_F16 = 1,
+    MK_DTYPE_BF16 = 2,
+} mk_dtype;
+
+/// How bitsandbytes rounds each decoded 4-bit weight (its quant_state "dtype").
+typedef enum {
+    MK_ROUND_NONE = 0,  // float32
+    MK_ROUND_BF16 = 1,  // bfloat16, round to nearest even
+    MK_ROUND_F16 = 2,   // float16, round to nearest even
+} mk_rounding;
+
+/// A row-major [rows, cols] dense matrix.
+typedef struct {
+    const void *data;
+    int32_t dtype;  // mk_dtype
+    int64_t rows;
+    int64_t cols;
+} mk_dense_matrix;
+
+/// A row-major [rows, cols] bitsandbytes 4-bit matrix. The flattened weight is
+/// cut into blocks of `blocksize` consecutive elements (blocks may span rows);
+/// element e is table[code(e)] * absmax[e / blocksize], rounded per `rounding`.
+/// Two codes a byte, the first element in the high nibble.
+typedef struct {
+    const uint8_t *codes;
+    const float *absmax;
+    float table[16];
+    int64_t rows;
+    int64_t cols;
+    int64_t blocksize;
+    int32_t rounding;  // mk_rounding
+} mk_q4_matrix;
+
+/// The instruction set the dispatcher picked: "avx512", "avx2" or "scalar".
+const char *mk_isa(void);
+/// Force a path (for tests and benchmarks): 0 = best available, 1 = scalar, 2 = avx2, 3 = avx512.
+/// Returns 0 on success, -1 if the CPU lacks the requested instructions.
+int mk_force_isa(int isa);
+
+// ---------------------------------------------------------------- conversions
+
+float mk_f16_to_f32(uint16_t h);
+uint16_t mk_f32_to_f16(float f);          // round to nearest even
+float mk_bf16_to_f32(uint16_t h);
+float mk_round_bf16(float f);             // float -> nearest-even bfloat16, kept as float
+float mk_round_f16(float f);              // float -> nearest-even float16, kept as float
+/// dst[i] = float(src[i]) for `count` elements of `dtype`.
+void mk_convert_to_f32(const void *src, int32_t dtype, int64_t count, float *dst);
+
+// ------------------------------------------------------------ matrix kernels
+
+/// y[r] = dot(W[r, :], x) for r in [row_begin, row_end); y is indexed by r.
+void mk_dense_gemv(const mk_dense_matrix *w, const float *x, float *y,
+                   int64_t row_begin, int64_t row_end);
+void mk_q4_gemv(const mk_q4_matrix *w, const float *x, float *y,
+                int64_t row_begin, int64_t row_end);
+
+/// out[(r - row_begin) * cols + c] = W[r, c]: decode rows to float32 (for GEMM).
+void mk_dense_rows_to_f32(const mk_dense_matrix *w, int64_t row_begin, int64_t row_end, float *out);
+void mk_q4_rows_to_f32(const mk_q4_matrix *w, int64_t row_begin, int64_t row_end, float *out);
+
+/// Double quantization: absmax[i] = nested_map[codes[i]] * nested_absmax[i / nested_blocksize] + offset.
+void mk_q4_expand_nested_absmax(const uint8_t *codes, int64_t count, const float *nested_map,
+                                const float *nested_absmax, int64_t nested_blocksize,
+                                float offset, float *absmax);
+
+// ---------------------------------------------------------- sequence kernels
+
+/// out[t, :] = x[t, :] / sqrt(mean(x[t, :]^2) + eps) * weight (weight may be NULL).
+/// Rows are `n` wide; x and out have leading dimensions ldx and ldo (in floats).
+void mk_rms_norm(const float *x, int64_t ldx, const float *weight, float eps,
+                 int64_t rows, int64_t n, float *out, int64_t ldo);
+
+/// Causal depthwise conv1d over T tokens followed by SiLU.
+/// state [D, K]: the last K inputs of each channel, oldest first; updated in place.
+/// weight [D, K], bias [D]; x [T, D] with leading dimension ldx; out [T, D] (contiguous).
+void mk_conv1d_silu(float *state, const float *weight, const float *bias,
+                    const float *x, int64_t ldx, int64_t T, int64_t D, int64_t K, float *out);
+
+/// dt[t, d] = softplus(dt[t, d] + bias[d]) in place, dt [T, D] contiguous.
+void mk_softplus_bias(float *dt, const float *bias, int64_t T, int64_t D);
+
+/// The selective scan of Mamba-1 over T tokens, fused with the skip and the gate:
+///   h[d, n] = exp(dt[t, d] * A[d, n]) * h[d, n] + dt[t, d] * x[t, d] * B[t, n]
+///   y[t, d] = (sum_n h[d, n] * C[t, n] + Dskip[d] * x[t, d]) * silu(z[t, d])
+/// h [D, N] is updated in place. dt, x, y are [T, D] contiguous; B and C are rows of
+/// width N with leading dimension ldbc; z has leading dimension ldz.
+void mk_selective_scan(float *h, const float *A, const float *Dskip,
+                       const float *dt, const float *x,
+                       const float *B, const float *C, int64_t ldbc,
+                       const float *z, int64_t ldz,
+                       int64_t T, int64_t D, int64_t N, float *y);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,41 @@
+// Internal to CKernels: the per-ISA implementations behind the public entry points.
+#ifndef MAMBAD_CKERNELS_INTERNAL_H
+#define MAMBAD_CKERNELS_INTERNAL_H
+
+#include "CKernels.h"
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    void (*dense_gemv)(const mk_dense_matrix *, const float *, float *, int64_t, int64_t);
+    void (*q4_gemv)(const mk_q4_matrix *, const float *, float *, int64_t, int64_t);
+    void (*dense_rows_to_f32)(const mk_dense_matrix *, int64_t, int64_t, float *);
+    void (*q4_rows_to_f32)(const mk_q4_matrix *, int64_t, int64_t, float *);
+} mk_matrix_kernels;
+
+extern const mk_matrix_kernels mk_scalar_kernels;
+#if defined(__x86_64__)
+extern const mk_matrix_kernels mk_avx2_kernels;
+extern const mk_matrix_kernels mk_avx512_kernels;
+#endif
+
+static inline uint32_t mk_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float mk_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/// The decoded value of each of the 16 codes in one block, rounded as bitsandbytes does.
+static inline void mk_q4_block_lut(const mk_q4_matrix *w, int64_t block, float lut[16]) {
+    const float scale = w->absmax[block];
+    for (int i = 0; i < 16; i++) {
+        float v = w->table[i] * scale;
+        if (w->rounding == MK_ROUND_BF16) v = mk_round_bf16(v);
+        else if (w->rounding == MK_ROUND_F16) v = mk_round_f16(v);
+        lut[i] = v;
+    }
+}
+
+/// The SIMD paths need whole blocks of 64 elements that never span rows.
+static inline int mk_q4_blocks_align(const mk_q4_matrix *w) {
+    return w->blocksize % 64 == 0 && w->cols % w->blocksize == 0;
+}
+
+#endif

@@ -1,0 +1,164 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CKernels
+
+/// Errors of a forward pass (the checkpoint loaded fine, the input is wrong).
+public enum ModelError: Error, Equatable, CustomStringConvertible {
+    case tokenOutOfRange(token: Int, vocabSize: Int)
+    case emptyInput
+    case stateMismatch(String)
+
+    public var description: String {
+        switch self {
+        case .tokenOutOfRange(let token, let vocabSize): "token id \(token) is outside the vocabulary [0, \(vocabSize))"
+        case .emptyInput: "no tokens to process"
+        case .stateMismatch(let reason): "state does not belong to this model: \(reason)"
+        }
+    }
+}
+
+/// What a forward pass returns besides the updated state.
+public struct ForwardOutput: Sendable {
+    /// [logitRows, vocabSize]: every position's logits, or only the last position's.
+    public var logits: [Float]
+    public var logitRows: Int
+    /// [tokens, hiddenSize]: the final hidden states after norm_f, every position.
+    public var hidden: [Float]
+    public var vocabSize: Int
+    public var hiddenSize: Int
+
+    /// The last position's logits: the distribution of the next token.
+    public var lastLogits: ArraySlice<Float> { logits[(logitRows - 1) * vocabSize..<logitRows * vocabSize] }
+    public var tokenCount: Int { hidden.count / hiddenSize }
+}
+
+/// Which positions of a prefill need logits: the lm_head is the largest matrix, so
+/// by default only the last position (the next token) pays for it.
+public enum LogitPositions: Sendable { case last, all }
+
+/// One Mamba block's weights.
+struct MambaLayer: Sendable {
+    let norm: [Float]          // [H]
+    let inProj: Linear         // [2*D, H]
+    let convWeight: [Float]    // [D, K]
+    let convBias: [Float]?     // [D]
+    let xProj: Linear          // [R + 2N, D]
+    let dtProj: Linear         // [D, R]
+    let dtBias: [Float]        // [D]
+    let A: [Float]             // [D, N], -exp(A_log)
+    let D: [Float]             // [D]
+    let outProj: Linear        // [H, D]
+}
+
+/// FalconMamba (Mamba-1 with a weightless RMS norm on dt, B and C), run on the CPU in
+/// float32 from a memory-mapped checkpoint. Immutable after loading: one model may
+/// serve many sequences from many threads, each with its own `SequenceState`.
+public final class FalconMambaModel: Sendable {
+    public let config: FalconMambaConfig
+    public let checkpoint: Checkpoint
+    public let hiddenSize: Int, innerSize: Int, stateSize: Int, convKernel: Int
+    public let timeStepRank: Int, vocabSize: Int, layerCount: Int
+
+    let embeddings: TensorView   // [V, H]
+    let layers: [MambaLayer]
+    let normF: [Float]
+    let lmHead: Linear           // [V, H]
+
+    /// Tokens per internal prefill chunk: bounds activation memory for long prompts.
+    public static let prefillChunk = 256
+
+    public convenience init(directory: String) throws(CheckpointError) {
+        try self.init(checkpoint: Checkpoint(directory: directory))
+    }
+
+    public init(checkpoint: Checkpoint) throws(CheckpointError) {
+        let config = checkpoint.config
+        self.config = config
+        self.checkpoint = checkpoint
+        let h = config.hiddenSize, d = config.intermediateSize, n = config.stateSize
+        let k = config.convKernel, r = config.timeStepRank, v = config.vocabSize
+        hiddenSize = h; innerSize = d; stateSize = n; convKernel = k; timeStepRank = r
+        vocabSize = v; layerCount = config.numHiddenLayers
+
+        let loader = WeightLoader(checkpoint: checkpoint)
+        embeddings = try loader.view("backbone.embeddings.weight", shape: [v, h])
+        guard embeddings.dtype.kernelDType != nil else {
+            throw .dtypeMismatch(path: embeddings.path, tensor: embeddings.name, expected: "F32, F16 or BF16", actual: embeddings.dtype.rawValue)
+        }
+        var layers: [MambaLayer] = []
+        for i in 0..<config.numHiddenLayers {
+            let p = "backbone.layers.\(i)."
+            let convWeight = try loader.view(p + "mixer.conv1d.weight", shape: [d, 1, k])
+            layers.append(MambaLayer(
+                norm: try loader.floats(p + "norm.weight", shape: [h]),
+                inProj: try loader.linear(p + "mixer.in_proj.weight", rows: 2 * d, cols: h),
+                convWeight: try convWeight.floats(),
+                convBias: config.useConvBias ? try loader.floats(p + "mixer.conv1d.bias", shape: [d]) : nil,
+                xProj: try loader.linear(p + "mixer.x_proj.weight", rows: r + 2 * n, cols: d),
+                dtProj: try loader.linear(p + "mixer.dt_proj.weight", rows: d, cols: r),
+                dtBias: try loader.floats(p + "mixer.dt_proj.bias", shape: [d]),
+                A: try loader.floats(p + "mixer.A_log", shape: [d, n]).map { -expf($0) },
+                D: try loader.floats(p + "mixer.D", shape: [d]),
+                outProj: try loader.linear(p + "mixer.out_proj.weight", rows: h, cols: d)))
+        }
+        self.layers = layers
+        normF = try loader.floats("backbone.norm_f.weight", shape: [h])
+        if checkpoint.tensors["lm_head.weight"] != nil {
+            lmHead = try loader.linear("lm_head.weight", rows: v, cols: h)
+        } else if config.tieWordEmbeddings {
+            lmHead = try Linear(dense: embeddings)
+        } else {
+            throw .missingTensor(tensor: "lm_head.weight (config.json has tie_word_embeddings false)",
+                                 path: checkpoint.describeLocation(of: "lm_head.weight"))
+        }
+    }
+
+    /// An empty context for this model.
+    public func newState() -> SequenceState {
+        SequenceState(layers: layerCount, innerSize: innerSize, convKernel: convKernel, stateSize: stateSize)
+    }
+
+    /// Run a whole prompt through the model, continuing from `state`. Products are
+    /// batched over the tokens (matrix-matrix, not a token loop); long prompts go in
+    /// chunks of `prefillChunk`. Returns the logits at `logits` positions and every
+    /// position's final hidden state.
+    public func prefill(_ tokens: [Int], state: inout SequenceState, logits: LogitPositions = .last) throws(ModelError) -> ForwardOutput {
+        guard !tokens.isEmpty else { throw .emptyInput }
+        try check(tokens, state)
+        var output = ForwardOutput(logits: [], logitRows: 0, hidden: [], vocabSize: vocabSize, hiddenSize: hiddenSize)
+        output.hidden.reserveCapacity(tokens.count * hiddenSize)
+        var start = 0
+        while start < tokens.count {
+            let end = min(tokens.count, start + Self.prefillChunk)
+            let wantLogits: Range<Int>? = switch logits {
+            case .all: 0..<(end - start)
+            case .last: end == tokens.count ? (end - start - 1)..<(end - start) : nil
+            }
+            forward(tokens[start..<end], state: &state, logitRows: wantLogits, into: &output)
+            start = end
+        }
+        return output
+    }
+
+    /// One token through the recurrence: the next-token logits and the final hidden state.
+    public func decodeStep(_ token: Int, state: inout SequenceState) throws(ModelError) -> ForwardOutput {
+        try check([token], state)
+        var output = ForwardOutput(logits: [], logitRows: 0, hidden: [], vocabSize: vocabSize, hiddenSize: hiddenSize)
+        forward([token], state: &state, logitRows: 0..<1, into: &output)
+        return output
+    }
+
+    private func check(_ tokens: some Collection<Int>, _ state: SequenceState) throws(ModelError) {
+        if let bad = tokens.first(where: { $0 < 0 || $0 >= vocabSize }) {
+            throw .tokenOutOfRange(token: bad, vocabSize: vocabSize)
+        }
+        guard state.layers == layerCount, state.innerSize == innerSize,
+              state.convKernel == convKernel, state.stateSize == stateSize else {
+            throw .stateMismatch("state has \(state.layers) layers of \(state.innerSize)x(\(state.convKernel)+\(state.stateSize)), " +
+                                 "model \(layerCount) of \(innerSize)x(\(convKernel)+\(stateSize))")
+        }
+    }
+}

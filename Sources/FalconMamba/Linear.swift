@@ -1,0 +1,188 @@
+import CKernels
+import COpenBLAS
+
+/// Floats owned outside Swift's copy-on-write arrays, so that kernels may keep
+/// raw pointers to them for the lifetime of the owner.
+final class FloatStorage: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Float>
+    let count: Int
+    init(_ values: [Float]) {
+        count = values.count
+        pointer = .allocate(capacity: max(count, 1))
+        values.withUnsafeBufferPointer { pointer.initialize(from: $0.baseAddress!, count: count) }
+    }
+    deinit { pointer.deallocate() }
+}
+
+/// A weight matrix W [rows, cols] applied as y = x · Wᵀ: dense (F32/F16/BF16) or
+/// bitsandbytes 4-bit, straight from the mapping. Every matrix product of the model
+/// goes through here, so a faster kernel replaces one place.
+public final class Linear: @unchecked Sendable {
+    public enum Format: Sendable, Equatable {
+        case dense(DType)
+        case q4(QuantState)
+    }
+
+    public let name: String
+    public let rows: Int
+    public let cols: Int
+    public let format: Format
+    /// Bytes of the checkpoint this matrix reads per product.
+    public let storedBytes: Int
+
+    private enum Matrix { case dense(mk_dense_matrix), q4(mk_q4_matrix) }
+    private let matrix: Matrix
+    private let retained: [AnyObject]  // the mapped file, and any decoded absmax
+
+    /// A dense weight (F32, F16 or BF16) of shape [rows, cols].
+    init(dense view: TensorView) throws(CheckpointError) {
+        guard let kernelType = view.dtype.kernelDType, view.shape.count == 2 else {
+            throw .dtypeMismatch(path: view.path, tensor: view.name, expected: "a F32, F16 or BF16 matrix",
+                                 actual: "\(view.dtype.rawValue) \(view.shape)")
+        }
+        name = view.name
+        rows = view.shape[0]
+        cols = view.shape[1]
+        format = .dense(view.dtype)
+        storedBytes = view.byteCount
+        var retained: [AnyObject] = [view.file]
+        var data = view.bytes.baseAddress
+        if let address = data, Int(bitPattern: address) % view.dtype.byteSize != 0 {
+            // An unaligned tensor (possible in safetensors): decode once into owned memory.
+            let copy = FloatStorage(try view.floats())
+            retained.append(copy)
+            data = UnsafeRawPointer(copy.pointer)
+            matrix = .dense(mk_dense_matrix(data: data, dtype: Int32(MK_DTYPE_F32.rawValue), rows: Int64(rows), cols: Int64(cols)))
+        } else {
+            matrix = .dense(mk_dense_matrix(data: data, dtype: Int32(kernelType.rawValue), rows: Int64(rows), cols: Int64(cols)))
+        }
+        self.retained = retained
+    }
+
+    /// A bitsandbytes 4-bit weight named `name` (e.g. "backbone.layers.0.mixer.in_proj.weight").
+    init(quantized name: String, in checkpoint: Checkpoint) throws(CheckpointError) {
+        let codes = try checkpoint.tensor(name)
+        let path = codes.path
+        guard let stateView = checkpoint.tensors.first(where: { $0.key.hasPrefix(name + ".quant_state.bitsandbytes__") })?.value else {
+            throw .missingQuantState(path: path, tensor: name, component: "\(name).quant_state.bitsandbytes__nf4 or __fp4")
+        }
+        let state = try QuantState(json: stateView.bytes, path: stateView.path, tensor: name)
+        func companion(_ suffix: String) throws(CheckpointError) -> TensorView {
+            guard let view = checkpoint.tensors[name + "." + suffix] else {
+                throw .missingQuantState(path: path, tensor: name, component: "\(name).\(suffix)")
+            }
+            return view
+        }
+        let count = state.shape[0] * state.shape[1]
+        guard codes.dtype == .u8, codes.byteCount == (count + 1) / 2 else {
+            throw .invalidQuantState(path: path, tensor: name,
+                                     reason: "\(codes.byteCount) bytes of \(codes.dtype.rawValue) codes cannot hold \(state.shape) 4-bit values")
+        }
+        let blocks = (count + state.blocksize - 1) / state.blocksize
+
+        let quantMap = try companion("quant_map")
+        guard quantMap.elementCount == 16, quantMap.dtype == .f32 else {
+            throw .invalidQuantState(path: path, tensor: name, reason: "quant_map must be 16 F32 values, is \(quantMap.dtype.rawValue) \(quantMap.shape)")
+        }
+        let table = try quantMap.floats()
+
+        let absmaxView = try companion("absmax")
+        guard absmaxView.elementCount == blocks else {
+            throw .invalidQuantState(path: path, tensor: name, reason: "absmax has \(absmaxView.elementCount) values for \(blocks) blocks")
+        }
+        let absmax: FloatStorage
+        if let nestedBlocksize = state.nestedBlocksize, let offset = state.nestedOffset {
+            guard absmaxView.dtype == .u8 else {
+                throw .dtypeMismatch(path: path, tensor: name + ".absmax", expected: "U8 (double quantization)", actual: absmaxView.dtype.rawValue)
+            }
+            let nestedAbsmax = try companion("nested_absmax")
+            let nestedMap = try companion("nested_quant_map")
+            guard nestedAbsmax.elementCount == (blocks + nestedBlocksize - 1) / nestedBlocksize else {
+                throw .invalidQuantState(path: path, tensor: name, reason: "nested_absmax has \(nestedAbsmax.elementCount) values for \(blocks) blocks of \(nestedBlocksize)")
+            }
+            guard nestedMap.elementCount == 256 else {
+                throw .invalidQuantState(path: path, tensor: name, reason: "nested_quant_map has \(nestedMap.elementCount) values, expected 256")
+            }
+            let map = try nestedMap.floats(), scales = try nestedAbsmax.floats()
+            var expanded = [Float](repeating: 0, count: blocks)
+            mk_q4_expand_nested_absmax(absmaxView.bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), Int64(blocks),
+                                       map, scales, Int64(nestedBlocksize), offset, &expanded)
+            absmax = FloatStorage(expanded)
+        } else {
+            guard absmaxView.dtype == .f32 else {
+                throw .dtypeMismatch(path: path, tensor: name + ".absmax", expected: "F32", actual: absmaxView.dtype.rawValue)
+            }
+            absmax = FloatStorage(try absmaxView.floats())  // 1/64 of the weight count: small
+        }
+
+        self.name = name
+        rows = state.shape[0]
+        cols = state.shape[1]
+        format = .q4(state)
+        storedBytes = codes.byteCount + absmaxView.byteCount
+        var matrix = mk_q4_matrix()
+        matrix.codes = codes.bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        matrix.absmax = UnsafePointer(absmax.pointer)
+        withUnsafeMutableBytes(of: &matrix.table) { tableBytes in table.withUnsafeBytes { tableBytes.copyMemory(from: $0) } }
+        matrix.rows = Int64(rows)
+        matrix.cols = Int64(cols)
+        matrix.blocksize = Int64(state.blocksize)
+        matrix.rounding = Int32(state.rounding.rawValue)
+        self.matrix = .q4(matrix)
+        retained = [codes.file, absmax]
+    }
+
+    /// A weight that is 4-bit if the checkpoint has a quant_state for it, else dense.
+    static func load(_ name: String, from checkpoint: Checkpoint) throws(CheckpointError) -> Linear {
+        if checkpoint.tensors.keys.contains(where: { $0.hasPrefix(name + ".quant_state.") }) {
+            return try Linear(quantized: name, in: checkpoint)
+        }
+        if let view = checkpoint.tensors[name], view.dtype == .u8, checkpoint.tensors[name + ".absmax"] != nil {
+            throw .missingQuantState(path: view.path, tensor: name, component: "\(name).quant_state.bitsandbytes__nf4 or __fp4")
+        }
+        return try Linear(dense: checkpoint.tensor(name))
+    }
+
+    /// y[r] = W[r, :] · x for r in `rowRange` (one token).
+    func gemv(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows rowRange: Range<Int>) {
+        switch matrix {
+        case .dense(var m): mk_dense_gemv(&m, x, y, Int64(rowRange.lowerBound), Int64(rowRange.upperBound))
+        case .q4(var m): mk_q4_gemv(&m, x, y, Int64(rowRange.lowerBound), Int64(rowRange.upperBound))
+        }
+    }
+
+    /// Rows [r0, r1) of W decoded to float32, row-major, into `out`.
+    func decodeRows(_ rowRange: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        switch matrix {
+        case .dense(var m): mk_dense_rows_to_f32(&m, Int64(rowRange.lowerBound), Int64(rowRange.upperBound), out)
+        case .q4(var m): mk_q4_rows_to_f32(&m, Int64(rowRange.lowerBound), Int64(rowRange.upperBound), out)
+        }
+    }
+
+    /// Rows decoded per GEMM tile: about 1 MiB of float32.
+    var tileRows: Int { max(16, min(rows, (1 << 18) / max(cols, 1))) }
+
+    /// Y[t, :] = X[t, :] · Wᵀ for `count` tokens. X has leading dimension ldx, Y ldy.
+    /// One token is a GEMV; more decode W tile by tile and multiply with OpenBLAS.
+    /// `scratch` holds at least `tileRows * cols` floats.
+    func apply(_ x: UnsafePointer<Float>, ldx: Int, count: Int, into y: UnsafeMutablePointer<Float>, ldy: Int,
+               scratch: UnsafeMutablePointer<Float>) {
+        if count == 1 {
+            gemv(x, y, rows: 0..<rows)
+            return
+        }
+        if case .dense(let m) = matrix, m.dtype == Int32(MK_DTYPE_F32.rawValue) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(rows), Int32(cols), 1,
+                        x, Int32(ldx), m.data.assumingMemoryBound(to: Float.self), Int32(cols), 0, y, Int32(ldy))
+            return
+        }
+        var r0 = 0
+        while r0 < rows {
+            let r1 = min(rows, r0 + tileRows)
+            decodeRows(r0..<r1, into: scratch)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(r1 - r0), Int32(cols), 1,
+                        x, Int32(ldx), scratch, Int32(cols), 0, y + r0, Int32(ldy))
+            r0 = r1
+        }
+    }
+}

@@ -1,0 +1,73 @@
+import FalconMamba
+import Testing
+
+/// The engine reproduces transformers' FalconMambaForCausalLM on every checkpoint layout.
+@Suite struct ReferenceParityTests {
+    static let tolerance: Float = 1e-4
+
+    @Test(arguments: Fixtures.names)
+    func prefillMatchesReference(fixture name: String) throws {
+        let model = try FalconMambaModel(directory: Fixtures.modelPath(name))
+        let reference = try Fixtures.reference(name)
+        for sequence in Fixtures.fixture(name).sequences {
+            let i = sequence.index
+            let ids = try #require(reference.tensors["seq\(i).input_ids"]).integers()
+            #expect(ids.count == sequence.length)
+            var state = model.newState()
+            let output = try model.prefill(ids, state: &state, logits: .all)
+            let logitError = relativeError(output.logits, try #require(reference.tensors["seq\(i).logits"]).floats())
+            #expect(logitError <= Self.tolerance, "\(name) seq\(i): relative logit error \(logitError)")
+            let hiddenError = relativeError(output.hidden, try #require(reference.tensors["seq\(i).hidden"]).floats())
+            #expect(hiddenError <= Self.tolerance, "\(name) seq\(i): relative hidden error \(hiddenError)")
+            #expect(state.tokenCount == ids.count)
+
+            if i == 0 {
+                for layer in 0..<model.layerCount {
+                    let conv = try #require(reference.tensors["seq0.conv_state.\(layer)"]).floats()
+                    let ssm = try #require(reference.tensors["seq0.ssm_state.\(layer)"]).floats()
+                    #expect(relativeError(state.convState(layer: layer), conv) <= Self.tolerance, "\(name) conv state \(layer)")
+                    #expect(relativeError(state.ssmState(layer: layer), ssm) <= Self.tolerance, "\(name) ssm state \(layer)")
+                }
+            }
+        }
+    }
+
+    /// Greedy decoding through `decodeStep` gives the reference's tokens wherever the
+    /// reference's top-2 gap is larger than float noise. The reference's own token is
+    /// fed back (teacher forcing) so that a near-tie does not derail later steps.
+    @Test(arguments: Fixtures.names)
+    func greedyDecodeMatchesReference(fixture name: String) throws {
+        let model = try FalconMambaModel(directory: Fixtures.modelPath(name))
+        let reference = try Fixtures.reference(name)
+        for sequence in Fixtures.fixture(name).sequences {
+            let i = sequence.index
+            let ids = try #require(reference.tensors["seq\(i).input_ids"]).integers()
+            let greedy = try #require(reference.tensors["seq\(i).greedy"]).integers()
+            var state = model.newState()
+            var logits = try model.prefill(ids, state: &state).lastLogits
+            var checked = 0
+            for (step, expected) in greedy.enumerated() {
+                if sequence.greedy_step_margins[step] > 1e-3 {
+                    #expect(argmax(logits) == expected, "\(name) seq\(i) step \(step)")
+                    checked += 1
+                }
+                logits = try model.decodeStep(expected, state: &state).lastLogits
+            }
+            #expect(checked > 0)
+            #expect(state.tokenCount == ids.count + greedy.count)
+        }
+    }
+
+    /// decodeStep, token by token, reproduces the reference's prefill logits too.
+    @Test func decodeStepMatchesPrefillLogits() throws {
+        let name = "tiny-fp4-like-7b"
+        let model = try FalconMambaModel(directory: Fixtures.modelPath(name))
+        let reference = try Fixtures.reference(name)
+        let ids = try #require(reference.tensors["seq2.input_ids"]).integers()
+        let expected = try #require(reference.tensors["seq2.logits"]).floats()
+        var state = model.newState()
+        var logits: [Float] = []
+        for id in ids { logits += try model.decodeStep(id, state: &state).lastLogits }
+        #expect(relativeError(logits, expected) <= Self.tolerance)
+    }
+}
