@@ -33,7 +33,7 @@ enum Fixtures {
     }
 
     static func modelPath(_ name: String) -> String {
-        root.appendingPathComponent(fixture(name).model).path
+        root.appendingPathComponent("models").appendingPathComponent(name).path
     }
 
     static func reference(_ name: String) throws -> SafetensorsFile {

@@ -1,0 +1,70 @@
+import FalconMamba
+import Testing
+
+@Suite struct SequenceStateTests {
+    let model: FalconMambaModel
+    let prompt: [Int]
+
+    init() throws {
+        model = try FalconMambaModel(directory: Fixtures.modelPath("tiny-nf4"))
+        prompt = try #require(Fixtures.reference("tiny-nf4").tensors["seq3.input_ids"]).integers()
+    }
+
+    @Test(arguments: [[1], [5, 7], [64, 64, 1], [100, 57, 100], [256, 1]])
+    func chunkedPrefillGivesTheSameState(chunks: [Int]) throws {
+        var whole = model.newState()
+        let expected = try model.prefill(prompt, state: &whole, logits: .last)
+
+        var chunked = model.newState()
+        var start = 0, last: ForwardOutput?
+        for size in chunks where start < prompt.count {
+            let end = min(prompt.count, start + size)
+            last = try model.prefill(Array(prompt[start..<end]), state: &chunked)
+            start = end
+        }
+        if start < prompt.count { last = try model.prefill(Array(prompt[start...]), state: &chunked) }
+
+        #expect(chunked.tokenCount == whole.tokenCount)
+        #expect(relativeError(chunked.conv, whole.conv) <= 1e-5)
+        #expect(relativeError(chunked.ssm, whole.ssm) <= 1e-5)
+        #expect(relativeError(try #require(last).lastLogits, expected.lastLogits) <= 1e-5)
+    }
+
+    @Test func snapshotAndRestore() throws {
+        var state = model.newState()
+        _ = try model.prefill(Array(prompt[0..<40]), state: &state)
+        let snapshot = state  // a value copy is a snapshot
+        let first = try model.prefill(Array(prompt[40..<50]), state: &state).lastLogits
+        #expect(state != snapshot)
+        #expect(snapshot.tokenCount == 40)
+
+        var restored = snapshot
+        let again = try model.prefill(Array(prompt[40..<50]), state: &restored).lastLogits
+        #expect(Array(again) == Array(first))
+        #expect(restored == state)
+    }
+
+    @Test func stateSizeMatchesTheConfig() {
+        let state = model.newState()
+        #expect(state.byteCount == model.config.stateBytesPerSequence)
+        #expect(state.byteCount == 3 * 128 * (4 + 16) * 4)
+    }
+
+    @Test func resetEmptiesTheContext() throws {
+        var state = model.newState()
+        _ = try model.prefill([1, 2, 3], state: &state)
+        state.reset()
+        #expect(state == model.newState())
+    }
+
+    @Test func badInputIsATypedError() throws {
+        var state = model.newState()
+        #expect(throws: ModelError.emptyInput) { try model.prefill([], state: &state) }
+        #expect(throws: ModelError.tokenOutOfRange(token: 1024, vocabSize: 1024)) { try model.prefill([1, 1024], state: &state) }
+        #expect(throws: ModelError.tokenOutOfRange(token: -1, vocabSize: 1024)) { try model.decodeStep(-1, state: &state) }
+        #expect(state.tokenCount == 0, "a rejected request leaves the state alone")
+        let other = try FalconMambaModel(directory: Fixtures.modelPath("tiny-falcon-vocab-nf4"))
+        var foreign = other.newState()
+        #expect(throws: ModelError.self) { try model.decodeStep(1, state: &foreign) }
+    }
+}
