@@ -1,0 +1,176 @@
+import CKernels
+import Foundation
+import Testing
+
+/// Every ISA path this CPU has must agree with the portable scalar path.
+let availableISAs: [Int32] = [1, 2, 3].filter { isa in
+    defer { mk_force_isa(0) }
+    return mk_force_isa(isa) == 0
+}
+
+/// A small deterministic generator for test data.
+struct TestRandom {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state = state &* 6364136223846793005 &+ 1442695040888963407
+        return state >> 11
+    }
+    mutating func float() -> Float { Float(next() % 2_000_001) / 1_000_000 - 1 }
+    mutating func byte() -> UInt8 { UInt8(truncatingIfNeeded: next()) }
+}
+
+struct Q4Case: CustomTestStringConvertible, Sendable {
+    let rows: Int, cols: Int, blocksize: Int, rounding: mk_rounding
+    var testDescription: String { "\(rows)x\(cols) block \(blocksize) rounding \(rounding.rawValue)" }
+}
+
+@Suite(.serialized) struct KernelTests {
+    static let fp4Table: [Float] = [0, 0.0625, 8, 12, 4, 6, 2, 3, -0.0, -0.0625, -8, -12, -4, -6, -2, -3].map { $0 / 12 }
+
+    /// One ISA at a time; the dispatcher is process-global, so this suite is serialized.
+    func withISA<T>(_ isa: Int32, _ body: () -> T) -> T {
+        #expect(mk_force_isa(isa) == 0)
+        defer { mk_force_isa(0) }
+        return body()
+    }
+
+    @Test func half() {
+        // every finite half survives a round trip, bit for bit
+        for bits in UInt16.min...UInt16.max where (bits & 0x7C00) != 0x7C00 {
+            #expect(mk_f32_to_f16(mk_f16_to_f32(bits)) == bits)
+        }
+        #expect(mk_f16_to_f32(0x3C00) == 1)
+        #expect(mk_f16_to_f32(0x0001) == 5.9604644775390625e-8)
+        // ties go to even
+        #expect(mk_f32_to_f16(1 + 1.0 / 2048) == 0x3C00)
+        #expect(mk_f32_to_f16(1 + 3.0 / 2048) == 0x3C02)
+        #expect(mk_f32_to_f16(65520) == 0x7C00)
+        #expect(mk_f32_to_f16(-70000) == 0xFC00)
+    }
+
+    @Test func bfloat16() {
+        #expect(mk_round_bf16(1 + 1.0 / 256) == 1)               // tie to even
+        #expect(mk_round_bf16(1 + 3.0 / 256) == 1 + 4.0 / 256)   // tie to even, upwards
+        #expect(mk_round_bf16(1 + 1.5 / 256) == 1 + 2.0 / 256)
+        #expect(mk_bf16_to_f32(0x3F80) == 1)
+        #expect(mk_round_bf16(.nan).isNaN)
+    }
+
+    @Test func doubleQuantizedAbsmax() {
+        let codes: [UInt8] = [0, 1, 255, 7]
+        let map = (0..<256).map { Float($0) / 255 }
+        let nested: [Float] = [2, 4]
+        var out = [Float](repeating: 0, count: 4)
+        mk_q4_expand_nested_absmax(codes, 4, map, nested, 2, 0.5, &out)
+        #expect(out == [0.5, map[1] * 2 + 0.5, 4.5, map[7] * 4 + 0.5])
+    }
+
+    static let q4Cases: [Q4Case] = [
+        Q4Case(rows: 8, cols: 128, blocksize: 64, rounding: MK_ROUND_BF16),
+        Q4Case(rows: 5, cols: 256, blocksize: 128, rounding: MK_ROUND_F16),
+        Q4Case(rows: 3, cols: 192, blocksize: 64, rounding: MK_ROUND_NONE),
+        Q4Case(rows: 7, cols: 4, blocksize: 64, rounding: MK_ROUND_BF16),    // blocks span rows (dt_proj of tiny models)
+        Q4Case(rows: 9, cols: 9, blocksize: 16, rounding: MK_ROUND_F16),     // odd row length: rows start mid-byte
+    ]
+
+    @Test(arguments: q4Cases)
+    func q4PathsAgree(_ c: Q4Case) throws {
+        var random = TestRandom(state: UInt64(c.rows * 1000 + c.cols))
+        let count = c.rows * c.cols
+        let codes = (0..<(count + 1) / 2).map { _ in random.byte() }
+        let absmax = (0..<(count + c.blocksize - 1) / c.blocksize).map { _ in abs(random.float()) + 0.1 }
+        let x = (0..<c.cols).map { _ in random.float() }
+
+        // The definition, element by element.
+        var expected = [Float](repeating: 0, count: count)
+        for e in 0..<count {
+            let byte = codes[e / 2]
+            var v = Self.fp4Table[Int(e % 2 == 0 ? byte >> 4 : byte & 15)] * absmax[e / c.blocksize]
+            if c.rounding == MK_ROUND_BF16 { v = mk_round_bf16(v) }
+            if c.rounding == MK_ROUND_F16 { v = mk_round_f16(v) }
+            expected[e] = v
+        }
+        var expectedY = [Float](repeating: 0, count: c.rows)
+        for r in 0..<c.rows { expectedY[r] = (0..<c.cols).reduce(0) { $0 + expected[r * c.cols + $1] * x[$1] } }
+
+        try codes.withUnsafeBufferPointer { codePointer in
+            try absmax.withUnsafeBufferPointer { absmaxPointer in
+                var m = mk_q4_matrix()
+                m.codes = codePointer.baseAddress
+                m.absmax = absmaxPointer.baseAddress
+                withUnsafeMutableBytes(of: &m.table) { t in Self.fp4Table.withUnsafeBytes { t.copyMemory(from: $0) } }
+                m.rows = Int64(c.rows); m.cols = Int64(c.cols); m.blocksize = Int64(c.blocksize)
+                m.rounding = Int32(c.rounding.rawValue)
+                for isa in availableISAs {
+                    var decoded = [Float](repeating: .nan, count: count)
+                    var y = [Float](repeating: .nan, count: c.rows)
+                    withISA(isa) {
+                        mk_q4_rows_to_f32(&m, 0, Int64(c.rows), &decoded)
+                        mk_q4_gemv(&m, x, &y, 0, Int64(c.rows))
+                    }
+                    #expect(decoded == expected, "isa \(isa): decode must be exact")
+                    for r in 0..<c.rows {
+                        #expect(abs(y[r] - expectedY[r]) <= 1e-4 * max(1, abs(expectedY[r])), "isa \(isa) row \(r)")
+                    }
+                    // a row range touches only its rows
+                    var partial = [Float](repeating: .nan, count: c.rows)
+                    withISA(isa) { mk_q4_gemv(&m, x, &partial, 1, Int64(c.rows - 1)) }
+                    #expect(partial[0].isNaN && partial[c.rows - 1].isNaN)
+                    #expect(partial[1] == y[1])
+                    // decoding from a middle row
+                    var middle = [Float](repeating: .nan, count: c.cols)
+                    withISA(isa) { mk_q4_rows_to_f32(&m, Int64(c.rows - 1), Int64(c.rows), &middle) }
+                    #expect(middle == Array(expected[(c.rows - 1) * c.cols..<count]))
+                }
+                _ = try #require(availableISAs.first)
+            }
+        }
+    }
+
+    @Test(arguments: [Int32(MK_DTYPE_F32.rawValue), Int32(MK_DTYPE_F16.rawValue), Int32(MK_DTYPE_BF16.rawValue)],
+          [7, 64, 100])
+    func densePathsAgree(dtype: Int32, cols: Int) {
+        var random = TestRandom(state: UInt64(cols))
+        let rows = 6
+        let values = (0..<rows * cols).map { _ in random.float() }
+        let stored: [UInt16] = values.map { dtype == Int32(MK_DTYPE_F16.rawValue) ? mk_f32_to_f16($0) : UInt16(mk_round_bf16($0).bitPattern >> 16) }
+        let x = (0..<cols).map { _ in random.float() }
+        var exact = [Float](repeating: 0, count: rows * cols)
+        if dtype == Int32(MK_DTYPE_F32.rawValue) { exact = values } else { mk_convert_to_f32(stored, dtype, Int64(rows * cols), &exact) }
+        let expectedY = (0..<rows).map { r in (0..<cols).reduce(Float(0)) { $0 + exact[r * cols + $1] * x[$1] } }
+
+        for isa in availableISAs {
+            var decoded = [Float](repeating: .nan, count: rows * cols)
+            var y = [Float](repeating: .nan, count: rows)
+            let run = { (data: UnsafeRawPointer) in
+                var m = mk_dense_matrix(data: data, dtype: dtype, rows: Int64(rows), cols: Int64(cols))
+                self.withISA(isa) {
+                    mk_dense_rows_to_f32(&m, 0, Int64(rows), &decoded)
+                    mk_dense_gemv(&m, x, &y, 0, Int64(rows))
+                }
+            }
+            if dtype == Int32(MK_DTYPE_F32.rawValue) { values.withUnsafeBytes { run($0.baseAddress!) } } else { stored.withUnsafeBytes { run($0.baseAddress!) } }
+            #expect(decoded == exact, "isa \(isa)")
+            for r in 0..<rows { #expect(abs(y[r] - expectedY[r]) <= 1e-4 * max(1, abs(expectedY[r])), "isa \(isa) row \(r)") }
+        }
+    }
+
+    @Test func rmsNorm() {
+        let x: [Float] = [3, 4, 0, 0,  1, 1, 1, 1]
+        var out = [Float](repeating: 0, count: 8)
+        mk_rms_norm(x, 4, [1, 2, 1, 1], 0, 2, 4, &out, 4)
+        // row 0: rms = sqrt(25 / 4) = 2.5
+        #expect(out[0] == 3 / 2.5 && out[1] == 2 * 4 / 2.5)
+        #expect(out[4...] == [1, 2, 1, 1])
+    }
+
+    @Test func convKeepsTheLastInputsAsState() {
+        // one channel, kernel 4, weights pick the newest input: the output is silu(x_t)
+        var state: [Float] = [0, 0, 0, 0]
+        let x: [Float] = [1, 2, 3, 4, 5]
+        var out = [Float](repeating: 0, count: 5)
+        mk_conv1d_silu(&state, [0, 0, 0, 1], nil, x, 1, 5, 1, 4, &out)
+        #expect(state == [2, 3, 4, 5])
+        for (o, v) in zip(out, x) { #expect(abs(o - v / (1 + Float(exp(Double(-v))))) < 1e-6) }
+    }
+}
