@@ -63,10 +63,9 @@ public final class Linear: @unchecked Sendable {
     init(quantized name: String, in checkpoint: Checkpoint) throws(CheckpointError) {
         let codes = try checkpoint.tensor(name)
         let path = codes.path
-        guard let stateView = checkpoint.tensors.first(where: { $0.key.hasPrefix(name + ".quant_state.bitsandbytes__") })?.value else {
+        guard let state = try checkpoint.quantState(of: name) else {
             throw .missingQuantState(path: path, tensor: name, component: "\(name).quant_state.bitsandbytes__nf4 or __fp4")
         }
-        let state = try QuantState(json: stateView.bytes, path: stateView.path, tensor: name)
         func companion(_ suffix: String) throws(CheckpointError) -> TensorView {
             guard let view = checkpoint.tensors[name + "." + suffix] else {
                 throw .missingQuantState(path: path, tensor: name, component: "\(name).\(suffix)")

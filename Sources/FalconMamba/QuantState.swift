@@ -33,7 +33,8 @@ public struct QuantState: Sendable, Equatable {
         var nested_offset: Float?
     }
 
-    init(json bytes: UnsafeRawBufferPointer, path: String, tensor: String) throws(CheckpointError) {
+    /// Parse the JSON of a `NAME.quant_state.bitsandbytes__*` tensor.
+    public init(json bytes: UnsafeRawBufferPointer, path: String, tensor: String) throws(CheckpointError) {
         let raw: JSON
         do {
             raw = try JSONDecoder().decode(JSON.self, from: Data(bytes))
@@ -64,5 +65,25 @@ public struct QuantState: Sendable, Equatable {
         shape = raw.shape
         nestedBlocksize = raw.nested_blocksize
         nestedOffset = raw.nested_offset
+    }
+}
+
+extension Checkpoint {
+    /// The 4-bit quantization of weight `name`, or nil when it is stored dense.
+    public func quantState(of name: String) throws(CheckpointError) -> QuantState? {
+        guard let view = tensors.first(where: { $0.key.hasPrefix(name + ".quant_state.bitsandbytes__") })?.value else {
+            return nil
+        }
+        return try QuantState(json: view.bytes, path: view.path, tensor: name)
+    }
+
+    /// Suffixes of the tensors that belong to a 4-bit weight rather than being weights.
+    public static let quantCompanionSuffixes = [".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map"]
+
+    /// The weight a tensor belongs to: itself, or the 4-bit weight it describes.
+    public static func owningWeight(of name: String) -> String {
+        if let range = name.firstRange(of: ".quant_state.") { return String(name[..<range.lowerBound]) }
+        for suffix in quantCompanionSuffixes where name.hasSuffix(suffix) { return String(name.dropLast(suffix.count)) }
+        return name
     }
 }

@@ -1,0 +1,16 @@
+import ArgumentParser
+
+@main
+struct Mambad: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mambad",
+        abstract: "A local Falcon-Mamba language-model daemon and its tools.",
+        version: "0.1.0",
+        subcommands: [Inspect.self, Run.self])
+}
+
+/// Options shared by every command that loads a model.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("A Hugging Face model folder (config.json, *.safetensors).", valueName: "dir"))
+    var model: String
+}

@@ -1,0 +1,112 @@
+import Foundation
+import Testing
+
+/// Runs the real `mambad` executable built next to the test bundle.
+struct Mambad {
+    static let executable: URL = {
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        return exe.deletingLastPathComponent().appendingPathComponent("mambad")
+    }()
+
+    static let fixtures = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
+
+    static func model(_ name: String) -> String { fixtures.appendingPathComponent("models/\(name)").path }
+
+    struct Output {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static func run(_ arguments: [String], stdin: String? = nil) throws -> Output {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe(), input = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = input
+        try process.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try input.fileHandleForWriting.close()
+        // read both pipes before waiting, so a large output cannot block the child
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Output(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
+
+/// Reads the greedy continuation of a reference sequence from the fixture manifest's safetensors.
+func referenceTokens(_ fixture: String, _ tensor: String) throws -> [Int] {
+    let data = try Data(contentsOf: Mambad.fixtures.appendingPathComponent("reference/\(fixture).safetensors"))
+    let length = Int(data.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+    let header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + length))) as! [String: Any]
+    let entry = header[tensor] as! [String: Any]
+    let offsets = entry["data_offsets"] as! [Int]
+    return data.subdata(in: (8 + length + offsets[0])..<(8 + length + offsets[1])).withUnsafeBytes { raw in
+        (0..<(offsets[1] - offsets[0]) / 4).map { Int(raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }
+    }
+}
+
+@Suite struct CommandLineTests {
+    @Test func inspectDescribesTheModel() throws {
+        let output = try Mambad.run(["inspect", "--model", Mambad.model("tiny-fp4-like-7b")])
+        #expect(output.status == 0, "\(output.stderr)")
+        #expect(output.stdout.contains("falcon_mamba"))
+        #expect(output.stdout.contains("3 layers, hidden 64, inner 128"))
+        #expect(output.stdout.contains("fp4 block 64, float16"))
+        #expect(output.stdout.contains("backbone.layers.*.mixer.in_proj.weight"))
+        #expect(output.stdout.contains("mapped"))
+    }
+
+    @Test func runJSONMatchesTheReferenceGreedyTokens() throws {
+        let prompt = try referenceTokens("tiny-nf4", "seq1.input_ids")
+        let greedy = try referenceTokens("tiny-nf4", "seq1.greedy")
+        let output = try Mambad.run(["run", "--model", Mambad.model("tiny-nf4"), "--tokens",
+                                     prompt.map(String.init).joined(separator: ","),
+                                     "--max-tokens", "12", "--ignore-eos", "--json", "--logprobs", "2"])
+        #expect(output.status == 0, "\(output.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any])
+        #expect(object["tokens"] as? [Int] == greedy)
+        #expect(object["finishReason"] as? String == "length")
+        let usage = try #require(object["usage"] as? [String: Int])
+        #expect(usage["promptTokens"] == prompt.count)
+        #expect(usage["completionTokens"] == 12)
+        let logprobs = try #require(object["logprobs"] as? [[String: Any]])
+        #expect(logprobs.count == 12)
+        #expect((logprobs[0]["top"] as? [[String: Any]])?.count == 2)
+        #expect((logprobs[0]["top"] as? [[String: Any]])?.first?["token"] as? Int == greedy[0])
+        for key in ["queueMs", "prefillMs", "firstTokenMs", "decodeMs", "tokensPerSecond"] {
+            #expect((object["timings"] as? [String: Any])?[key] is Double, "timings.\(key)")
+        }
+    }
+
+    @Test func sameSeedSameOutput() throws {
+        let arguments = ["run", "--model", Mambad.model("tiny-bf16"), "--tokens", "4,5,6", "--max-tokens", "16",
+                         "--temperature", "1", "--top-p", "0.9", "--seed", "99", "--json"]
+        let a = try Mambad.run(arguments), b = try Mambad.run(arguments)
+        #expect(a.status == 0)
+        let tokens = { (o: Mambad.Output) in (try JSONSerialization.jsonObject(with: Data(o.stdout.utf8)) as? [String: Any])?["tokens"] as? [Int] }
+        #expect(try tokens(a) == tokens(b))
+        #expect(try tokens(a)?.count ?? 0 > 0)
+    }
+
+    @Test func badModelFolderNamesTheFile() throws {
+        let missing = FileManager.default.temporaryDirectory.appendingPathComponent("no-such-model-\(UUID())").path
+        let output = try Mambad.run(["inspect", "--model", missing])
+        #expect(output.status != 0)
+        #expect(output.stderr.contains(missing + "/config.json"))
+    }
+
+    @Test func badArgumentsAreRejected() throws {
+        let model = Mambad.model("tiny-bf16")
+        #expect(try Mambad.run(["run", "--model", model, "--tokens", "1", "--max-tokens", "-1"]).status != 0)
+        #expect(try Mambad.run(["run", "--model", model, "--tokens", "1,x"]).status != 0)
+        let outOfRange = try Mambad.run(["run", "--model", model, "--tokens", "5000"])
+        #expect(outOfRange.status != 0)
+        #expect(outOfRange.stderr.contains("5000"))
+    }
+}
