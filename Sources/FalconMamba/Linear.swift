@@ -89,7 +89,8 @@ public final class Linear: @unchecked Sendable {
         guard absmaxView.elementCount == blocks else {
             throw .invalidQuantState(path: path, tensor: name, reason: "absmax has \(absmaxView.elementCount) values for \(blocks) blocks")
         }
-        let absmax: FloatStorage
+        let absmax: UnsafePointer<Float>
+        var owned: [AnyObject] = [codes.file]
         if let nestedBlocksize = state.nestedBlocksize, let offset = state.nestedOffset {
             guard absmaxView.dtype == .u8 else {
                 throw .dtypeMismatch(path: path, tensor: name + ".absmax", expected: "U8 (double quantization)", actual: absmaxView.dtype.rawValue)
@@ -106,12 +107,20 @@ public final class Linear: @unchecked Sendable {
             var expanded = [Float](repeating: 0, count: blocks)
             mk_q4_expand_nested_absmax(absmaxView.bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), Int64(blocks),
                                        map, scales, Int64(nestedBlocksize), offset, &expanded)
-            absmax = FloatStorage(expanded)
+            let storage = FloatStorage(expanded)
+            owned.append(storage)
+            absmax = UnsafePointer(storage.pointer)
         } else {
             guard absmaxView.dtype == .f32 else {
                 throw .dtypeMismatch(path: path, tensor: name + ".absmax", expected: "F32", actual: absmaxView.dtype.rawValue)
             }
-            absmax = FloatStorage(try absmaxView.floats())  // 1/64 of the weight count: small
+            if let address = absmaxView.bytes.baseAddress, Int(bitPattern: address) % 4 == 0 {
+                absmax = address.assumingMemoryBound(to: Float.self)  // a view into the mapping
+            } else {
+                let storage = FloatStorage(try absmaxView.floats())
+                owned.append(storage)
+                absmax = UnsafePointer(storage.pointer)
+            }
         }
 
         self.name = name
@@ -121,14 +130,14 @@ public final class Linear: @unchecked Sendable {
         storedBytes = codes.byteCount + absmaxView.byteCount
         var matrix = mk_q4_matrix()
         matrix.codes = codes.bytes.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        matrix.absmax = UnsafePointer(absmax.pointer)
+        matrix.absmax = absmax
         withUnsafeMutableBytes(of: &matrix.table) { tableBytes in table.withUnsafeBytes { tableBytes.copyMemory(from: $0) } }
         matrix.rows = Int64(rows)
         matrix.cols = Int64(cols)
         matrix.blocksize = Int64(state.blocksize)
         matrix.rounding = Int32(state.rounding.rawValue)
         self.matrix = .q4(matrix)
-        retained = [codes.file, absmax]
+        retained = owned + [absmaxView.file]
     }
 
     /// A weight that is 4-bit if the checkpoint has a quant_state for it, else dense.
