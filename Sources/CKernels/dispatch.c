@@ -46,6 +46,16 @@ void mk_q4_gemv(const mk_q4_matrix *w, const float *x, float *y, int64_t r0, int
     kernels()->q4_gemv(w, x, y, r0, r1);
 }
 
+void mk_dense_gemv_batch(const mk_dense_matrix *w, const float *x, int64_t ldx, int64_t batch,
+                         float *y, int64_t ldy, int64_t r0, int64_t r1) {
+    kernels()->dense_gemv_batch(w, x, ldx, batch, y, ldy, r0, r1);
+}
+
+void mk_q4_gemv_batch(const mk_q4_matrix *w, const float *x, int64_t ldx, int64_t batch,
+                      float *y, int64_t ldy, int64_t r0, int64_t r1) {
+    kernels()->q4_gemv_batch(w, x, ldx, batch, y, ldy, r0, r1);
+}
+
 void mk_dense_rows_to_f32(const mk_dense_matrix *w, int64_t r0, int64_t r1, float *out) {
     kernels()->dense_rows_to_f32(w, r0, r1, out);
 }

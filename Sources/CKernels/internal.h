@@ -9,6 +9,8 @@ typedef struct {
     const char *name;
     void (*dense_gemv)(const mk_dense_matrix *, const float *, float *, int64_t, int64_t);
     void (*q4_gemv)(const mk_q4_matrix *, const float *, float *, int64_t, int64_t);
+    void (*dense_gemv_batch)(const mk_dense_matrix *, const float *, int64_t, int64_t, float *, int64_t, int64_t, int64_t);
+    void (*q4_gemv_batch)(const mk_q4_matrix *, const float *, int64_t, int64_t, float *, int64_t, int64_t, int64_t);
     void (*dense_rows_to_f32)(const mk_dense_matrix *, int64_t, int64_t, float *);
     void (*q4_rows_to_f32)(const mk_q4_matrix *, int64_t, int64_t, float *);
 } mk_matrix_kernels;

@@ -126,10 +126,59 @@ AVX2 static void dense_rows_to_f32(const mk_dense_matrix *w, int64_t r0, int64_t
     mk_convert_to_f32((const char *)src + (size_t)count8 * esize, w->dtype, count - count8, out + count8);
 }
 
+AVX2 static void q4_gemv_batch(const mk_q4_matrix *w, const float *x, int64_t ldx, int64_t batch,
+                               float *y, int64_t ldy, int64_t r0, int64_t r1) {
+    if (!mk_q4_blocks_align(w)) { mk_scalar_kernels.q4_gemv_batch(w, x, ldx, batch, y, ldy, r0, r1); return; }
+    const int64_t n = w->cols, bs = w->blocksize;
+    for (int64_t r = r0; r < r1; r++) {
+        __m256 acc[MK_MAX_BATCH];
+        for (int64_t b = 0; b < batch; b++) acc[b] = _mm256_setzero_ps();
+        const int64_t base = r * n;
+        for (int64_t c = 0; c < n; c += bs) {
+            const lut16 l = block_lut(w, (base + c) / bs);
+            for (int64_t k = c; k < c + bs; k += 64) {
+                __m256 v[8];
+                decode64(w, l, base + k, v);
+                for (int64_t b = 0; b < batch; b++) {
+                    const float *xb = x + b * ldx + k;
+                    __m256 a = acc[b];
+                    for (int j = 0; j < 8; j++) a = _mm256_fmadd_ps(v[j], _mm256_loadu_ps(xb + 8 * j), a);
+                    acc[b] = a;
+                }
+            }
+        }
+        for (int64_t b = 0; b < batch; b++) y[b * ldy + r] = hsum(acc[b]);
+    }
+}
+
+AVX2 static void dense_gemv_batch(const mk_dense_matrix *w, const float *x, int64_t ldx, int64_t batch,
+                                  float *y, int64_t ldy, int64_t r0, int64_t r1) {
+    const int64_t n = w->cols, n8 = n & ~(int64_t)7;
+    const size_t esize = w->dtype == MK_DTYPE_F32 ? 4 : 2;
+    for (int64_t r = r0; r < r1; r++) {
+        const void *row = (const char *)w->data + (size_t)(r * n) * esize;
+        __m256 acc[MK_MAX_BATCH];
+        for (int64_t b = 0; b < batch; b++) acc[b] = _mm256_setzero_ps();
+        for (int64_t c = 0; c < n8; c += 8) {
+            const __m256 v = load8(row, w->dtype, c);
+            for (int64_t b = 0; b < batch; b++) acc[b] = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + b * ldx + c), acc[b]);
+        }
+        float tail[8];
+        if (n8 < n) mk_convert_to_f32((const char *)row + (size_t)n8 * esize, w->dtype, n - n8, tail);
+        for (int64_t b = 0; b < batch; b++) {
+            float s = hsum(acc[b]);
+            for (int64_t c = n8; c < n; c++) s += tail[c - n8] * x[b * ldx + c];
+            y[b * ldy + r] = s;
+        }
+    }
+}
+
 const mk_matrix_kernels mk_avx2_kernels = {
     .name = "avx2",
     .dense_gemv = dense_gemv,
     .q4_gemv = q4_gemv,
+    .dense_gemv_batch = dense_gemv_batch,
+    .q4_gemv_batch = q4_gemv_batch,
     .dense_rows_to_f32 = dense_rows_to_f32,
     .q4_rows_to_f32 = q4_rows_to_f32,
 };

@@ -113,10 +113,61 @@ AVX512 static void dense_rows_to_f32(const mk_dense_matrix *w, int64_t r0, int64
     mk_convert_to_f32((const char *)src + (size_t)count16 * esize, w->dtype, count - count16, out + count16);
 }
 
+AVX512 static void q4_gemv_batch(const mk_q4_matrix *w, const float *x, int64_t ldx, int64_t batch,
+                                 float *y, int64_t ldy, int64_t r0, int64_t r1) {
+    if (!mk_q4_blocks_align(w)) { mk_scalar_kernels.q4_gemv_batch(w, x, ldx, batch, y, ldy, r0, r1); return; }
+    const int64_t n = w->cols, bs = w->blocksize;
+    for (int64_t r = r0; r < r1; r++) {
+        __m512 acc[MK_MAX_BATCH];
+        for (int64_t b = 0; b < batch; b++) acc[b] = _mm512_setzero_ps();
+        const int64_t base = r * n;
+        for (int64_t c = 0; c < n; c += bs) {
+            const __m512 lut = block_lut(w, (base + c) / bs);
+            for (int64_t k = c; k < c + bs; k += 64) {
+                __m512 v[4];
+                decode64(w, lut, base + k, v);
+                for (int64_t b = 0; b < batch; b++) {
+                    const float *xb = x + b * ldx + k;
+                    __m512 a = _mm512_fmadd_ps(v[0], _mm512_loadu_ps(xb), acc[b]);
+                    __m512 a2 = _mm512_mul_ps(v[1], _mm512_loadu_ps(xb + 16));
+                    a = _mm512_fmadd_ps(v[2], _mm512_loadu_ps(xb + 32), a);
+                    a2 = _mm512_fmadd_ps(v[3], _mm512_loadu_ps(xb + 48), a2);
+                    acc[b] = _mm512_add_ps(a, a2);
+                }
+            }
+        }
+        for (int64_t b = 0; b < batch; b++) y[b * ldy + r] = _mm512_reduce_add_ps(acc[b]);
+    }
+}
+
+AVX512 static void dense_gemv_batch(const mk_dense_matrix *w, const float *x, int64_t ldx, int64_t batch,
+                                    float *y, int64_t ldy, int64_t r0, int64_t r1) {
+    const int64_t n = w->cols, n16 = n & ~(int64_t)15;
+    const size_t esize = w->dtype == MK_DTYPE_F32 ? 4 : 2;
+    for (int64_t r = r0; r < r1; r++) {
+        const void *row = (const char *)w->data + (size_t)(r * n) * esize;
+        __m512 acc[MK_MAX_BATCH];
+        for (int64_t b = 0; b < batch; b++) acc[b] = _mm512_setzero_ps();
+        for (int64_t c = 0; c < n16; c += 16) {
+            const __m512 v = load16(row, w->dtype, c);
+            for (int64_t b = 0; b < batch; b++) acc[b] = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + b * ldx + c), acc[b]);
+        }
+        float tail[16];
+        if (n16 < n) mk_convert_to_f32((const char *)row + (size_t)n16 * esize, w->dtype, n - n16, tail);
+        for (int64_t b = 0; b < batch; b++) {
+            float s = _mm512_reduce_add_ps(acc[b]);
+            for (int64_t c = n16; c < n; c++) s += tail[c - n16] * x[b * ldx + c];
+            y[b * ldy + r] = s;
+        }
+    }
+}
+
 const mk_matrix_kernels mk_avx512_kernels = {
     .name = "avx512",
     .dense_gemv = dense_gemv,
     .q4_gemv = q4_gemv,
+    .dense_gemv_batch = dense_gemv_batch,
+    .q4_gemv_batch = q4_gemv_batch,
     .dense_rows_to_f32 = dense_rows_to_f32,
     .q4_rows_to_f32 = q4_rows_to_f32,
 };

@@ -75,10 +75,22 @@ static void q4_gemv(const mk_q4_matrix *w, const float *x, float *y, int64_t r0,
     }
 }
 
+static void dense_gemv_batch(const mk_dense_matrix *w, const float *x, int64_t ldx, int64_t batch,
+                             float *y, int64_t ldy, int64_t r0, int64_t r1) {
+    for (int64_t b = 0; b < batch; b++) dense_gemv(w, x + b * ldx, y + b * ldy, r0, r1);
+}
+
+static void q4_gemv_batch(const mk_q4_matrix *w, const float *x, int64_t ldx, int64_t batch,
+                          float *y, int64_t ldy, int64_t r0, int64_t r1) {
+    for (int64_t b = 0; b < batch; b++) q4_gemv(w, x + b * ldx, y + b * ldy, r0, r1);
+}
+
 const mk_matrix_kernels mk_scalar_kernels = {
     .name = "scalar",
     .dense_gemv = dense_gemv,
     .q4_gemv = q4_gemv,
+    .dense_gemv_batch = dense_gemv_batch,
+    .q4_gemv_batch = q4_gemv_batch,
     .dense_rows_to_f32 = dense_rows_to_f32,
     .q4_rows_to_f32 = q4_rows_to_f32,
 };

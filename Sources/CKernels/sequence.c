@@ -19,9 +19,10 @@ void mk_rms_norm(const float *x, int64_t ldx, const float *weight, float eps,
 }
 
 void mk_conv1d_silu(float *state, const float *weight, const float *bias,
-                    const float *x, int64_t ldx, int64_t T, int64_t D, int64_t K, float *out) {
+                    const float *x, int64_t ldx, int64_t T, int64_t D, int64_t K, float *out,
+                    int64_t d_begin, int64_t d_end) {
     float window[16];  // K <= 16 (the model uses 4)
-    for (int64_t d = 0; d < D; d++) {
+    for (int64_t d = d_begin; d < d_end; d++) {
         float *s = state + d * K;
         const float *w = weight + d * K;
         for (int64_t k = 0; k < K; k++) window[k] = s[k];
@@ -51,10 +52,11 @@ void mk_selective_scan(float *h, const float *A, const float *Dskip,
                        const float *dt, const float *x,
                        const float *B, const float *C, int64_t ldbc,
                        const float *z, int64_t ldz,
-                       int64_t T, int64_t D, int64_t N, float *y) {
+                       int64_t T, int64_t D, int64_t N, float *y,
+                       int64_t d_begin, int64_t d_end) {
     for (int64_t t = 0; t < T; t++) {
         const float *Bt = B + t * ldbc, *Ct = C + t * ldbc, *zt = z + t * ldz;
-        for (int64_t d = 0; d < D; d++) {
+        for (int64_t d = d_begin; d < d_end; d++) {
             const float delta = dt[t * D + d], xv = x[t * D + d];
             const float dx = delta * xv;
             float *hd = h + d * N;

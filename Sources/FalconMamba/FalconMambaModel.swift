@@ -66,15 +66,18 @@ public final class FalconMambaModel: Sendable {
     let layers: [MambaLayer]
     let normF: [Float]
     let lmHead: Linear           // [V, H]
+    /// The threads products and scans are split across.
+    public let pool: ComputePool
 
     /// Tokens per internal prefill chunk: bounds activation memory for long prompts.
     public static let prefillChunk = 256
 
-    public convenience init(directory: String) throws(CheckpointError) {
-        try self.init(checkpoint: Checkpoint(directory: directory))
+    public convenience init(directory: String, pool: ComputePool = .shared) throws(CheckpointError) {
+        try self.init(checkpoint: Checkpoint(directory: directory), pool: pool)
     }
 
-    public init(checkpoint: Checkpoint) throws(CheckpointError) {
+    public init(checkpoint: Checkpoint, pool: ComputePool = .shared) throws(CheckpointError) {
+        self.pool = pool
         let config = checkpoint.config
         self.config = config
         self.checkpoint = checkpoint
@@ -137,7 +140,10 @@ public final class FalconMambaModel: Sendable {
             case .all: 0..<(end - start)
             case .last: end == tokens.count ? (end - start - 1)..<(end - start) : nil
             }
-            forward(tokens[start..<end], state: &state, logitRows: wantLogits, into: &output)
+            let pointers = state.mutablePointers()
+            forward(tokens[start..<end], segments: [Segment(rows: 0..<(end - start), conv: pointers.conv, ssm: pointers.ssm)],
+                    logitRows: wantLogits, into: &output)
+            state.advance(by: end - start)
             start = end
         }
         return output
@@ -147,7 +153,32 @@ public final class FalconMambaModel: Sendable {
     public func decodeStep(_ token: Int, state: inout SequenceState) throws(ModelError) -> ForwardOutput {
         try check([token], state)
         var output = ForwardOutput(logits: [], logitRows: 0, hidden: [], vocabSize: vocabSize, hiddenSize: hiddenSize)
-        forward([token], state: &state, logitRows: 0..<1, into: &output)
+        let pointers = state.mutablePointers()
+        forward([token], segments: [Segment(rows: 0..<1, conv: pointers.conv, ssm: pointers.ssm)], logitRows: 0..<1, into: &output)
+        state.advance(by: 1)
+        return output
+    }
+
+    /// One token for each of several independent sequences, in one pass over the
+    /// weights: row i of the output (logits and hidden) belongs to tokens[i] and states[i].
+    public func decodeBatch(_ tokens: [Int], states: inout [SequenceState]) throws(ModelError) -> ForwardOutput {
+        guard !tokens.isEmpty else { throw .emptyInput }
+        guard tokens.count == states.count else {
+            throw .stateMismatch("\(tokens.count) tokens for \(states.count) states")
+        }
+        for state in states { try check(tokens, state) }
+        var output = ForwardOutput(logits: [], logitRows: 0, hidden: [], vocabSize: vocabSize, hiddenSize: hiddenSize)
+        let group = Int(MK_MAX_BATCH)
+        for start in stride(from: 0, to: tokens.count, by: group) {
+            let end = min(tokens.count, start + group)
+            var segments: [Segment] = []
+            for i in start..<end {
+                let pointers = states[i].mutablePointers()
+                segments.append(Segment(rows: (i - start)..<(i - start + 1), conv: pointers.conv, ssm: pointers.ssm))
+            }
+            forward(tokens[start..<end], segments: segments, logitRows: 0..<(end - start), into: &output)
+            for i in start..<end { states[i].advance(by: 1) }
+        }
         return output
     }
 

@@ -1,14 +1,22 @@
 import CKernels
 
-/// Activation buffers for a chunk of `tokens` tokens, carved from one allocation.
+/// Rows of a forward pass that share one recurrent state, in order.
+struct Segment {
+    var rows: Range<Int>
+    var conv: UnsafeMutablePointer<Float>
+    var ssm: UnsafeMutablePointer<Float>
+}
+
+/// Activation buffers for `tokens` rows, carved from one allocation.
 private struct Workspace {
     var storage: [Float]
     let offsets: [Int]
 
     init(model m: FalconMambaModel, tokens t: Int) {
         let h = m.hiddenSize, d = m.innerSize, xw = m.timeStepRank + 2 * m.stateSize
-        let tile = m.layers.map { max($0.inProj.tileRows * $0.inProj.cols, $0.xProj.tileRows * $0.xProj.cols,
-                                      $0.dtProj.tileRows * $0.dtProj.cols, $0.outProj.tileRows * $0.outProj.cols) }.max() ?? 0
+        let tile = t <= Int(MK_MAX_BATCH) ? 0 : m.pool.threads * (m.layers.flatMap {
+            [$0.inProj.tileFloats, $0.xProj.tileFloats, $0.dtProj.tileFloats, $0.outProj.tileFloats]
+        } + [m.lmHead.tileFloats]).max()!
         let sizes = [t * h,       // residual
                      t * h,       // normed input / block output
                      t * 2 * d,   // in_proj output: x | z
@@ -16,7 +24,7 @@ private struct Workspace {
                      t * xw,      // x_proj output: dt | B | C
                      t * d,       // dt
                      t * d,       // scan output
-                     t > 1 ? max(tile, m.lmHead.tileRows * m.lmHead.cols) : 0]
+                     tile]        // decoded weight tiles, one per thread
         var offsets: [Int] = [], total = 0
         for size in sizes { offsets.append(total); total += size }
         storage = [Float](repeating: 0, count: total)
@@ -25,15 +33,17 @@ private struct Workspace {
 }
 
 extension FalconMambaModel {
-    /// Runs `tokens` through every layer, updating `state`; appends the hidden states,
-    /// and the logits of the chunk positions in `logitRows`, to `output`.
-    func forward(_ tokens: ArraySlice<Int>, state: inout SequenceState, logitRows: Range<Int>?,
+    /// Runs `tokens` (rows) through every layer. Rows of one segment are consecutive
+    /// tokens of one sequence; different segments are independent sequences (a batch).
+    /// Appends every row's hidden state, and the logits of rows `logitRows`, to `output`.
+    func forward(_ tokens: some Collection<Int>, segments: [Segment], logitRows: Range<Int>?,
                  into output: inout ForwardOutput) {
         let t = tokens.count
         let h = hiddenSize, d = innerSize, n = stateSize, r = timeStepRank, k = convKernel
         let xw = r + 2 * n
         var workspace = Workspace(model: self, tokens: t)
         let offsets = workspace.offsets
+        let pool = self.pool
         workspace.storage.withUnsafeMutableBufferPointer { buffer in
             let base = buffer.baseAddress!
             let residual = base + offsets[0], normed = base + offsets[1], xz = base + offsets[2]
@@ -46,27 +56,42 @@ extension FalconMambaModel {
                 mk_convert_to_f32(embeddings.bytes.baseAddress! + token * rowBytes, kernelType, Int64(h), residual + i * h)
             }
 
-            state.conv.withUnsafeMutableBufferPointer { convAll in
-                state.ssm.withUnsafeMutableBufferPointer { ssmAll in
-                    for (index, layer) in layers.enumerated() {
-                        let conv = convAll.baseAddress! + index * d * k
-                        let ssm = ssmAll.baseAddress! + index * d * n
-                        mk_rms_norm(residual, Int64(h), layer.norm, config.layerNormEpsilon, Int64(t), Int64(h), normed, Int64(h))
-                        layer.inProj.apply(normed, ldx: h, count: t, into: xz, ldy: 2 * d, scratch: scratch)
-                        mk_conv1d_silu(conv, layer.convWeight, layer.convBias, xz, Int64(2 * d), Int64(t), Int64(d), Int64(k), xc)
-                        layer.xProj.apply(xc, ldx: d, count: t, into: dbc, ldy: xw, scratch: scratch)
-                        // FalconMamba: weightless RMS norm on dt, B and C separately
-                        for (offset, width) in [(0, r), (r, n), (r + n, n)] {
-                            mk_rms_norm(dbc + offset, Int64(xw), nil, config.mixerRMSEpsilon, Int64(t), Int64(width), dbc + offset, Int64(xw))
-                        }
-                        layer.dtProj.apply(dbc, ldx: xw, count: t, into: dt, ldy: d, scratch: scratch)
-                        mk_softplus_bias(dt, layer.dtBias, Int64(t), Int64(d))
-                        mk_selective_scan(ssm, layer.A, layer.D, dt, xc, dbc + r, dbc + r + n, Int64(xw),
-                                          xz + d, Int64(2 * d), Int64(t), Int64(d), Int64(n), y)
-                        layer.outProj.apply(y, ldx: d, count: t, into: normed, ldy: h, scratch: scratch)
-                        for i in 0..<(t * h) { residual[i] += normed[i] }
-                    }
+            // Channel ranges of every segment, for the per-sequence conv and scan.
+            let channelChunk = max(64, d / (pool.threads * 4))
+            let channelTasks = (d + channelChunk - 1) / channelChunk
+            func perChannel(_ body: (Segment, Range<Int>) -> Void) {
+                pool.parallelFor(segments.count * channelTasks) { task in
+                    let segment = segments[task / channelTasks]
+                    let c0 = (task % channelTasks) * channelChunk
+                    body(segment, c0..<min(d, c0 + channelChunk))
                 }
+            }
+
+            for (index, layer) in layers.enumerated() {
+                mk_rms_norm(residual, Int64(h), layer.norm, config.layerNormEpsilon, Int64(t), Int64(h), normed, Int64(h))
+                layer.inProj.apply(normed, ldx: h, count: t, into: xz, ldy: 2 * d, scratch: scratch, pool: pool)
+                perChannel { segment, channels in
+                    let row = segment.rows.lowerBound
+                    mk_conv1d_silu(segment.conv + index * d * k, layer.convWeight, layer.convBias, xz + row * 2 * d, Int64(2 * d),
+                                   Int64(segment.rows.count), Int64(d), Int64(k), xc + row * d,
+                                   Int64(channels.lowerBound), Int64(channels.upperBound))
+                }
+                layer.xProj.apply(xc, ldx: d, count: t, into: dbc, ldy: xw, scratch: scratch, pool: pool)
+                // FalconMamba: weightless RMS norm on dt, B and C separately
+                for (offset, width) in [(0, r), (r, n), (r + n, n)] {
+                    mk_rms_norm(dbc + offset, Int64(xw), nil, config.mixerRMSEpsilon, Int64(t), Int64(width), dbc + offset, Int64(xw))
+                }
+                layer.dtProj.apply(dbc, ldx: xw, count: t, into: dt, ldy: d, scratch: scratch, pool: pool)
+                mk_softplus_bias(dt, layer.dtBias, Int64(t), Int64(d))
+                perChannel { segment, channels in
+                    let row = segment.rows.lowerBound
+                    mk_selective_scan(segment.ssm + index * d * n, layer.A, layer.D, dt + row * d, xc + row * d,
+                                      dbc + row * xw + r, dbc + row * xw + r + n, Int64(xw),
+                                      xz + row * 2 * d + d, Int64(2 * d), Int64(segment.rows.count), Int64(d), Int64(n),
+                                      y + row * d, Int64(channels.lowerBound), Int64(channels.upperBound))
+                }
+                layer.outProj.apply(y, ldx: d, count: t, into: normed, ldy: h, scratch: scratch, pool: pool)
+                for i in 0..<(t * h) { residual[i] += normed[i] }
             }
 
             mk_rms_norm(residual, Int64(h), normF, config.layerNormEpsilon, Int64(t), Int64(h), normed, Int64(h))
@@ -76,11 +101,10 @@ extension FalconMambaModel {
                 output.logits.append(contentsOf: repeatElement(0, count: rows.count * vocabSize))
                 output.logits.withUnsafeMutableBufferPointer { logits in
                     lmHead.apply(normed + rows.lowerBound * h, ldx: h, count: rows.count,
-                                 into: logits.baseAddress! + first, ldy: vocabSize, scratch: scratch)
+                                 into: logits.baseAddress! + first, ldy: vocabSize, scratch: scratch, pool: pool)
                 }
                 output.logitRows += rows.count
             }
         }
-        state.tokenCount += t
     }
 }

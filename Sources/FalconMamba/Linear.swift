@@ -151,11 +151,16 @@ public final class Linear: @unchecked Sendable {
         return try Linear(dense: checkpoint.tensor(name))
     }
 
-    /// y[r] = W[r, :] · x for r in `rowRange` (one token).
-    func gemv(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows rowRange: Range<Int>) {
+    /// Y[b, rowRange] = W[rowRange, :] · X[b, :] for b < batch (batch <= MK_MAX_BATCH):
+    /// every weight is decoded once for the whole batch.
+    func gemv(_ x: UnsafePointer<Float>, ldx: Int, batch: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int,
+              rows rowRange: Range<Int>) {
+        let r0 = Int64(rowRange.lowerBound), r1 = Int64(rowRange.upperBound)
         switch matrix {
-        case .dense(var m): mk_dense_gemv(&m, x, y, Int64(rowRange.lowerBound), Int64(rowRange.upperBound))
-        case .q4(var m): mk_q4_gemv(&m, x, y, Int64(rowRange.lowerBound), Int64(rowRange.upperBound))
+        case .dense(var m):
+            if batch == 1 { mk_dense_gemv(&m, x, y, r0, r1) } else { mk_dense_gemv_batch(&m, x, Int64(ldx), Int64(batch), y, Int64(ldy), r0, r1) }
+        case .q4(var m):
+            if batch == 1 { mk_q4_gemv(&m, x, y, r0, r1) } else { mk_q4_gemv_batch(&m, x, Int64(ldx), Int64(batch), y, Int64(ldy), r0, r1) }
         }
     }
 
@@ -169,28 +174,38 @@ public final class Linear: @unchecked Sendable {
 
     /// Rows decoded per GEMM tile: about 1 MiB of float32.
     var tileRows: Int { max(16, min(rows, (1 << 18) / max(cols, 1))) }
+    /// Scratch floats one thread needs for `apply` with more than MK_MAX_BATCH rows.
+    var tileFloats: Int { tileRows * cols }
 
-    /// Y[t, :] = X[t, :] · Wᵀ for `count` tokens. X has leading dimension ldx, Y ldy.
-    /// One token is a GEMV; more decode W tile by tile and multiply with OpenBLAS.
-    /// `scratch` holds at least `tileRows * cols` floats.
+    /// Y[t, :] = X[t, :] · Wᵀ for `count` rows of X (tokens). X has leading dimension
+    /// ldx, Y ldy. Up to MK_MAX_BATCH rows: a batched GEMV split over rows of W. More:
+    /// W is decoded tile by tile and multiplied with OpenBLAS sgemm, tiles split over
+    /// threads. `scratch` holds `pool.threads * tileFloats` floats.
     func apply(_ x: UnsafePointer<Float>, ldx: Int, count: Int, into y: UnsafeMutablePointer<Float>, ldy: Int,
-               scratch: UnsafeMutablePointer<Float>) {
-        if count == 1 {
-            gemv(x, y, rows: 0..<rows)
+               scratch: UnsafeMutablePointer<Float>, pool: ComputePool) {
+        if count <= Int(MK_MAX_BATCH) {
+            pool.parallelRanges(rows, granularity: 16, perThread: 8) { range in
+                gemv(x, ldx: ldx, batch: count, y, ldy: ldy, rows: range)
+            }
             return
         }
         if case .dense(let m) = matrix, m.dtype == Int32(MK_DTYPE_F32.rawValue) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(rows), Int32(cols), 1,
-                        x, Int32(ldx), m.data.assumingMemoryBound(to: Float.self), Int32(cols), 0, y, Int32(ldy))
+            let weights = m.data!.assumingMemoryBound(to: Float.self)
+            pool.parallelRanges(rows, granularity: 16, perThread: 1) { range in
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(range.count), Int32(cols), 1,
+                            x, Int32(ldx), weights + range.lowerBound * cols, Int32(cols), 0, y + range.lowerBound, Int32(ldy))
+            }
             return
         }
-        var r0 = 0
-        while r0 < rows {
-            let r1 = min(rows, r0 + tileRows)
-            decodeRows(r0..<r1, into: scratch)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(r1 - r0), Int32(cols), 1,
-                        x, Int32(ldx), scratch, Int32(cols), 0, y + r0, Int32(ldy))
-            r0 = r1
+        let tile = tileRows, tiles = (rows + tile - 1) / tile, threads = min(pool.threads, tiles)
+        pool.parallelFor(threads) { thread in
+            let buffer = scratch + thread * tileFloats
+            for index in stride(from: thread, to: tiles, by: threads) {
+                let r0 = index * tile, r1 = min(rows, r0 + tile)
+                decodeRows(r0..<r1, into: buffer)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(r1 - r0), Int32(cols), 1,
+                            x, Int32(ldx), buffer, Int32(cols), 0, y + r0, Int32(ldy))
+            }
         }
     }
 }

@@ -1,47 +1,82 @@
 /// The whole context of one sequence: per layer, the conv state (the last `convKernel`
 /// inputs of each channel, oldest first) and the SSM state. Its size is fixed however
-/// long the sequence is (about 38 MiB for the 7B), so a snapshot is a plain copy:
-/// this is a value type, and `var snapshot = state` is a snapshot.
+/// long the sequence is (about 40 MiB for the 7B), so a snapshot is a copy: this is a
+/// value type with copy-on-write storage, and `let snapshot = state` is a snapshot.
 public struct SequenceState: Sendable, Equatable {
     public let layers: Int
     public let innerSize: Int
     public let convKernel: Int
     public let stateSize: Int
-    /// [layers, innerSize, convKernel]
-    public internal(set) var conv: [Float]
-    /// [layers, innerSize, stateSize]
-    public internal(set) var ssm: [Float]
     /// Tokens consumed since the empty state.
     public internal(set) var tokenCount: Int
+    private var storage: Storage
+
+    /// Floats in one buffer: conv [layers, innerSize, convKernel] then ssm [layers, innerSize, stateSize].
+    final class Storage: @unchecked Sendable {
+        let pointer: UnsafeMutablePointer<Float>
+        let count: Int
+        init(count: Int) {
+            self.count = count
+            pointer = .allocate(capacity: count)
+            pointer.initialize(repeating: 0, count: count)
+        }
+        init(copying other: Storage) {
+            count = other.count
+            pointer = .allocate(capacity: count)
+            pointer.initialize(from: other.pointer, count: count)
+        }
+        deinit { pointer.deallocate() }
+    }
 
     public init(layers: Int, innerSize: Int, convKernel: Int, stateSize: Int) {
         self.layers = layers
         self.innerSize = innerSize
         self.convKernel = convKernel
         self.stateSize = stateSize
-        conv = [Float](repeating: 0, count: layers * innerSize * convKernel)
-        ssm = [Float](repeating: 0, count: layers * innerSize * stateSize)
         tokenCount = 0
+        storage = Storage(count: layers * innerSize * (convKernel + stateSize))
     }
 
-    public var byteCount: Int { (conv.count + ssm.count) * MemoryLayout<Float>.size }
+    var convCount: Int { layers * innerSize * convKernel }
+    public var byteCount: Int { storage.count * MemoryLayout<Float>.size }
 
-    /// Layer `layer`'s conv state, [innerSize, convKernel].
-    public func convState(layer: Int) -> ArraySlice<Float> {
+    /// Pointers for a forward pass; the storage is made unique first (copy on write).
+    mutating func mutablePointers() -> (conv: UnsafeMutablePointer<Float>, ssm: UnsafeMutablePointer<Float>) {
+        if !isKnownUniquelyReferenced(&storage) { storage = Storage(copying: storage) }
+        return (storage.pointer, storage.pointer + convCount)
+    }
+
+    mutating func advance(by tokens: Int) { tokenCount += tokens }
+
+    /// Every layer's conv state, [layers, innerSize, convKernel] (a copy).
+    public var conv: [Float] { Array(UnsafeBufferPointer(start: storage.pointer, count: convCount)) }
+    /// Every layer's SSM state, [layers, innerSize, stateSize] (a copy).
+    public var ssm: [Float] { Array(UnsafeBufferPointer(start: storage.pointer + convCount, count: storage.count - convCount)) }
+
+    /// Layer `layer`'s conv state, [innerSize, convKernel] (a copy).
+    public func convState(layer: Int) -> [Float] {
         let size = innerSize * convKernel
-        return conv[layer * size..<(layer + 1) * size]
+        return Array(UnsafeBufferPointer(start: storage.pointer + layer * size, count: size))
     }
 
-    /// Layer `layer`'s SSM state, [innerSize, stateSize].
-    public func ssmState(layer: Int) -> ArraySlice<Float> {
+    /// Layer `layer`'s SSM state, [innerSize, stateSize] (a copy).
+    public func ssmState(layer: Int) -> [Float] {
         let size = innerSize * stateSize
-        return ssm[layer * size..<(layer + 1) * size]
+        return Array(UnsafeBufferPointer(start: storage.pointer + convCount + layer * size, count: size))
     }
 
-    /// Back to the empty context, keeping the storage.
+    /// Back to the empty context.
     public mutating func reset() {
-        for i in conv.indices { conv[i] = 0 }
-        for i in ssm.indices { ssm[i] = 0 }
+        let pointers = mutablePointers()
+        pointers.conv.update(repeating: 0, count: storage.count)
         tokenCount = 0
+    }
+
+    public static func == (a: SequenceState, b: SequenceState) -> Bool {
+        guard a.layers == b.layers, a.innerSize == b.innerSize, a.convKernel == b.convKernel,
+              a.stateSize == b.stateSize, a.tokenCount == b.tokenCount else { return false }
+        if a.storage === b.storage { return true }
+        for i in 0..<a.storage.count where a.storage.pointer[i] != b.storage.pointer[i] { return false }
+        return true
     }
 }

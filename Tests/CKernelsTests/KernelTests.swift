@@ -169,7 +169,7 @@ struct Q4Case: CustomTestStringConvertible, Sendable {
         var state: [Float] = [0, 0, 0, 0]
         let x: [Float] = [1, 2, 3, 4, 5]
         var out = [Float](repeating: 0, count: 5)
-        mk_conv1d_silu(&state, [0, 0, 0, 1], nil, x, 1, 5, 1, 4, &out)
+        mk_conv1d_silu(&state, [0, 0, 0, 1], nil, x, 1, 5, 1, 4, &out, 0, 1)
         #expect(state == [2, 3, 4, 5])
         for (o, v) in zip(out, x) { #expect(abs(o - v / (1 + Float(exp(Double(-v))))) < 1e-6) }
     }

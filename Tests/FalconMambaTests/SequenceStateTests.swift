@@ -68,3 +68,51 @@ import Testing
         #expect(throws: ModelError.self) { try model.decodeStep(1, state: &foreign) }
     }
 }
+
+@Suite struct BatchTests {
+    /// A batch of sequences decodes exactly like each sequence alone (the batch shares
+    /// each pass over the weights, not any state).
+    @Test(arguments: ["tiny-fp4-like-7b", "tiny-bf16", "tiny-fp32-tied"])
+    func decodeBatchEqualsSeparateSteps(fixture: String) throws {
+        let model = try FalconMambaModel(directory: Fixtures.modelPath(fixture))
+        let prompts = [[1, 2, 3], [400, 5], [7, 8, 9, 10, 11], [12], [13, 14], [15], [16, 17], [18], [19, 20], [21]]
+        var single: [SequenceState] = [], batched: [SequenceState] = []
+        for prompt in prompts {
+            var state = model.newState()
+            _ = try model.prefill(prompt, state: &state)
+            single.append(state)
+            batched.append(state)
+        }
+        let next = prompts.indices.map { 100 + $0 }
+        let batch = try model.decodeBatch(next, states: &batched)  // 10 sequences: more than one group of 8
+        #expect(batch.logitRows == prompts.count)
+        for i in prompts.indices {
+            let alone = try model.decodeStep(next[i], state: &single[i])
+            let row = Array(batch.logits[i * model.vocabSize..<(i + 1) * model.vocabSize])
+            #expect(relativeError(row, alone.lastLogits) <= 1e-5, "sequence \(i)")
+            #expect(relativeError(batched[i].ssm, single[i].ssm) <= 1e-5)
+            #expect(batched[i].tokenCount == single[i].tokenCount)
+        }
+    }
+
+    @Test func snapshotsAreNotDisturbedByBatching() throws {
+        let model = try FalconMambaModel(directory: Fixtures.modelPath("tiny-nf4"))
+        var state = model.newState()
+        _ = try model.prefill([1, 2, 3], state: &state)
+        let snapshot = state
+        var states = [state, state]
+        _ = try model.decodeBatch([4, 5], states: &states)
+        #expect(snapshot == state)
+        #expect(states[0] != snapshot && states[1] != snapshot && states[0] != states[1])
+    }
+
+    @Test func poolRunsEveryTaskOnce() {
+        let pool = ComputePool(threads: 3)
+        var hits = [Int](repeating: 0, count: 1000)
+        hits.withUnsafeMutableBufferPointer { buffer in
+            let base = buffer.baseAddress!
+            for _ in 0..<50 { pool.parallelFor(1000) { base[$0] += 1 } }
+        }
+        #expect(hits.allSatisfy { $0 == 50 })
+    }
+}

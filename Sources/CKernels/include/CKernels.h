@@ -73,6 +73,14 @@ void mk_dense_gemv(const mk_dense_matrix *w, const float *x, float *y,
 void mk_q4_gemv(const mk_q4_matrix *w, const float *x, float *y,
                 int64_t row_begin, int64_t row_end);
 
+/// Several vectors at once, each weight decoded once: y[b * ldy + r] = dot(W[r, :], x + b * ldx)
+/// for b in [0, batch), r in [row_begin, row_end). batch is at most MK_MAX_BATCH.
+#define MK_MAX_BATCH 8
+void mk_dense_gemv_batch(const mk_dense_matrix *w, const float *x, int64_t ldx, int64_t batch,
+                         float *y, int64_t ldy, int64_t row_begin, int64_t row_end);
+void mk_q4_gemv_batch(const mk_q4_matrix *w, const float *x, int64_t ldx, int64_t batch,
+                      float *y, int64_t ldy, int64_t row_begin, int64_t row_end);
+
 /// out[(r - row_begin) * cols + c] = W[r, c]: decode rows to float32 (for GEMM).
 void mk_dense_rows_to_f32(const mk_dense_matrix *w, int64_t row_begin, int64_t row_end, float *out);
 void mk_q4_rows_to_f32(const mk_q4_matrix *w, int64_t row_begin, int64_t row_end, float *out);
@@ -92,8 +100,10 @@ void mk_rms_norm(const float *x, int64_t ldx, const float *weight, float eps,
 /// Causal depthwise conv1d over T tokens followed by SiLU.
 /// state [D, K]: the last K inputs of each channel, oldest first; updated in place.
 /// weight [D, K], bias [D]; x [T, D] with leading dimension ldx; out [T, D] (contiguous).
+/// Only channels [d_begin, d_end) are computed (for splitting across threads).
 void mk_conv1d_silu(float *state, const float *weight, const float *bias,
-                    const float *x, int64_t ldx, int64_t T, int64_t D, int64_t K, float *out);
+                    const float *x, int64_t ldx, int64_t T, int64_t D, int64_t K, float *out,
+                    int64_t d_begin, int64_t d_end);
 
 /// dt[t, d] = softplus(dt[t, d] + bias[d]) in place, dt [T, D] contiguous.
 void mk_softplus_bias(float *dt, const float *bias, int64_t T, int64_t D);
@@ -102,12 +112,28 @@ void mk_softplus_bias(float *dt, const float *bias, int64_t T, int64_t D);
 ///   h[d, n] = exp(dt[t, d] * A[d, n]) * h[d, n] + dt[t, d] * x[t, d] * B[t, n]
 ///   y[t, d] = (sum_n h[d, n] * C[t, n] + Dskip[d] * x[t, d]) * silu(z[t, d])
 /// h [D, N] is updated in place. dt, x, y are [T, D] contiguous; B and C are rows of
-/// width N with leading dimension ldbc; z has leading dimension ldz.
+/// width N with leading dimension ldbc; z has leading dimension ldz. Only channels
+/// [d_begin, d_end) are computed.
 void mk_selective_scan(float *h, const float *A, const float *Dskip,
                        const float *dt, const float *x,
                        const float *B, const float *C, int64_t ldbc,
                        const float *z, int64_t ldz,
-                       int64_t T, int64_t D, int64_t N, float *y);
+                       int64_t T, int64_t D, int64_t N, float *y,
+                       int64_t d_begin, int64_t d_end);
+
+// ------------------------------------------------------------- thread pool
+
+/// A persistent pool of compute threads (created once; no thread creation per call).
+typedef struct mk_pool mk_pool;
+typedef void (*mk_task_fn)(void *context, int64_t task);
+
+/// A pool running on `threads` threads in all, the caller of mk_pool_run included.
+mk_pool *mk_pool_create(int threads);
+int mk_pool_threads(const mk_pool *pool);
+/// Run fn(context, t) for t in [0, tasks) across the pool; returns when all are done.
+/// One job at a time per pool: calls must not overlap.
+void mk_pool_run(mk_pool *pool, mk_task_fn fn, void *context, int64_t tasks);
+void mk_pool_destroy(mk_pool *pool);
 
 #ifdef __cplusplus
 }

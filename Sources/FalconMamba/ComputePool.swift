@@ -1,0 +1,61 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CKernels
+import COpenBLAS
+import Synchronization
+
+/// The threads every matrix product and scan is split across: created once, reused
+/// for every call. One job runs at a time; concurrent callers take turns per job.
+public final class ComputePool: @unchecked Sendable {
+    public let threads: Int
+    private let pool: OpaquePointer
+    private let turn = Mutex(())
+
+    /// A pool on `threads` threads in all (the calling thread is one of them).
+    public init(threads: Int) {
+        self.threads = max(1, threads)
+        pool = mk_pool_create(Int32(self.threads))
+        // We split work ourselves; OpenBLAS must not start threads of its own on top.
+        openblas_set_num_threads(1)
+    }
+
+    deinit { mk_pool_destroy(pool) }
+
+    /// One pool for the process: MAMBAD_THREADS threads, or one per available core.
+    public static let shared: ComputePool = {
+        if let text = getenv("MAMBAD_THREADS"), let n = Int(String(cString: text)), n > 0 {
+            return ComputePool(threads: n)
+        }
+        return ComputePool(threads: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    }()
+
+    /// body(i) for i in 0..<tasks, spread over the pool; returns when all are done.
+    /// Tasks must be independent. Do not call parallelFor from inside a task.
+    public func parallelFor(_ tasks: Int, _ body: (Int) -> Void) {
+        guard tasks > 1, threads > 1 else {
+            for i in 0..<tasks { body(i) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            var task = body
+            turn.withLock { _ in
+                withUnsafeMutablePointer(to: &task) { context in
+                    mk_pool_run(pool, { context, index in
+                        context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(index))
+                    }, context, Int64(tasks))
+                }
+            }
+        }
+    }
+
+    /// Split 0..<count into contiguous ranges (multiples of `granularity`), about
+    /// `perThread` per thread, and run body on each in parallel.
+    func parallelRanges(_ count: Int, granularity: Int = 1, perThread: Int = 4, _ body: (Range<Int>) -> Void) {
+        let pieces = max(1, min(threads * perThread, count / max(granularity, 1)))
+        var chunk = (count + pieces - 1) / pieces
+        chunk = (chunk + granularity - 1) / granularity * granularity
+        let tasks = (count + chunk - 1) / chunk
+        parallelFor(tasks) { i in body(i * chunk..<min(count, (i + 1) * chunk)) }
+    }
+}
