@@ -68,16 +68,19 @@ public final class FalconMambaModel: Sendable {
     let lmHead: Linear           // [V, H]
     /// The threads products and scans are split across.
     public let pool: ComputePool
+    /// Exact (bitsandbytes-identical) or fast (int8) 4-bit products.
+    public let precision: Precision
 
     /// Tokens per internal prefill chunk: bounds activation memory for long prompts.
     public static let prefillChunk = 256
 
-    public convenience init(directory: String, pool: ComputePool = .shared) throws(CheckpointError) {
-        try self.init(checkpoint: Checkpoint(directory: directory), pool: pool)
+    public convenience init(directory: String, precision: Precision = .exact, pool: ComputePool = .shared) throws(CheckpointError) {
+        try self.init(checkpoint: Checkpoint(directory: directory), precision: precision, pool: pool)
     }
 
-    public init(checkpoint: Checkpoint, pool: ComputePool = .shared) throws(CheckpointError) {
+    public init(checkpoint: Checkpoint, precision: Precision = .exact, pool: ComputePool = .shared) throws(CheckpointError) {
         self.pool = pool
+        self.precision = precision
         let config = checkpoint.config
         self.config = config
         self.checkpoint = checkpoint

@@ -24,7 +24,8 @@ private struct Workspace {
                      t * xw,      // x_proj output: dt | B | C
                      t * d,       // dt
                      t * d,       // scan output
-                     tile]        // decoded weight tiles, one per thread
+                     tile,        // decoded weight tiles, one per thread
+                     t <= Int(MK_MAX_BATCH) ? t * Int(mk_q8_vector_bytes(Int64(max(h, d, xw)))) / 4 + 16 : 0]  // int8 activations
         var offsets: [Int] = [], total = 0
         for size in sizes { offsets.append(total); total += size }
         storage = [Float](repeating: 0, count: total)
@@ -49,6 +50,7 @@ extension FalconMambaModel {
             let residual = base + offsets[0], normed = base + offsets[1], xz = base + offsets[2]
             let xc = base + offsets[3], dbc = base + offsets[4], dt = base + offsets[5]
             let y = base + offsets[6], scratch = base + offsets[7]
+            let q8 = UnsafeMutableRawPointer(base + offsets[8])
 
             let kernelType = Int32(embeddings.dtype.kernelDType!.rawValue)
             let rowBytes = h * embeddings.dtype.byteSize
@@ -69,19 +71,19 @@ extension FalconMambaModel {
 
             for (index, layer) in layers.enumerated() {
                 mk_rms_norm(residual, Int64(h), layer.norm, config.layerNormEpsilon, Int64(t), Int64(h), normed, Int64(h))
-                layer.inProj.apply(normed, ldx: h, count: t, into: xz, ldy: 2 * d, scratch: scratch, pool: pool)
+                layer.inProj.apply(normed, ldx: h, count: t, into: xz, ldy: 2 * d, scratch: scratch, pool: pool, precision: precision, q8Scratch: q8)
                 perChannel { segment, channels in
                     let row = segment.rows.lowerBound
                     mk_conv1d_silu(segment.conv + index * d * k, layer.convWeight, layer.convBias, xz + row * 2 * d, Int64(2 * d),
                                    Int64(segment.rows.count), Int64(d), Int64(k), xc + row * d,
                                    Int64(channels.lowerBound), Int64(channels.upperBound))
                 }
-                layer.xProj.apply(xc, ldx: d, count: t, into: dbc, ldy: xw, scratch: scratch, pool: pool)
+                layer.xProj.apply(xc, ldx: d, count: t, into: dbc, ldy: xw, scratch: scratch, pool: pool, precision: precision, q8Scratch: q8)
                 // FalconMamba: weightless RMS norm on dt, B and C separately
                 for (offset, width) in [(0, r), (r, n), (r + n, n)] {
                     mk_rms_norm(dbc + offset, Int64(xw), nil, config.mixerRMSEpsilon, Int64(t), Int64(width), dbc + offset, Int64(xw))
                 }
-                layer.dtProj.apply(dbc, ldx: xw, count: t, into: dt, ldy: d, scratch: scratch, pool: pool)
+                layer.dtProj.apply(dbc, ldx: xw, count: t, into: dt, ldy: d, scratch: scratch, pool: pool, precision: precision, q8Scratch: q8)
                 mk_softplus_bias(dt, layer.dtBias, Int64(t), Int64(d))
                 perChannel { segment, channels in
                     let row = segment.rows.lowerBound
@@ -90,7 +92,7 @@ extension FalconMambaModel {
                                       xz + row * 2 * d + d, Int64(2 * d), Int64(segment.rows.count), Int64(d), Int64(n),
                                       y + row * d, Int64(channels.lowerBound), Int64(channels.upperBound))
                 }
-                layer.outProj.apply(y, ldx: d, count: t, into: normed, ldy: h, scratch: scratch, pool: pool)
+                layer.outProj.apply(y, ldx: d, count: t, into: normed, ldy: h, scratch: scratch, pool: pool, precision: precision, q8Scratch: q8)
                 for i in 0..<(t * h) { residual[i] += normed[i] }
             }
 

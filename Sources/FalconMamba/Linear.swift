@@ -14,6 +14,15 @@ final class FloatStorage: @unchecked Sendable {
     deinit { pointer.deallocate() }
 }
 
+/// How 4-bit products are computed.
+public enum Precision: String, Sendable, CaseIterable {
+    /// Float32 activations and weights decoded exactly as bitsandbytes does (the reference).
+    case exact
+    /// int8 activations against int8-mapped weights (AVX-512 VNNI) where the CPU and the
+    /// matrix allow it, the exact path elsewhere. Looser: see docs/performance.md.
+    case fast
+}
+
 /// A weight matrix W [rows, cols] applied as y = x · Wᵀ: dense (F32/F16/BF16) or
 /// bitsandbytes 4-bit, straight from the mapping. Every matrix product of the model
 /// goes through here, so a faster kernel replaces one place.
@@ -32,6 +41,8 @@ public final class Linear: @unchecked Sendable {
 
     private enum Matrix { case dense(mk_dense_matrix), q4(mk_q4_matrix) }
     private let matrix: Matrix
+    /// The int8 form of the 4-bit table for the fast path, when this matrix fits it.
+    private let q8Table: (lut: [UInt8], scale: Float)?
     private let retained: [AnyObject]  // the mapped file, and any decoded absmax
 
     /// A dense weight (F32, F16 or BF16) of shape [rows, cols].
@@ -56,6 +67,7 @@ public final class Linear: @unchecked Sendable {
         } else {
             matrix = .dense(mk_dense_matrix(data: data, dtype: Int32(kernelType.rawValue), rows: Int64(rows), cols: Int64(cols)))
         }
+        q8Table = nil
         self.retained = retained
     }
 
@@ -137,6 +149,13 @@ public final class Linear: @unchecked Sendable {
         matrix.blocksize = Int64(state.blocksize)
         matrix.rounding = Int32(state.rounding.rawValue)
         self.matrix = .q4(matrix)
+        if mk_q4_fits_q8(&matrix) != 0 {
+            var lut = [UInt8](repeating: 0, count: 16)
+            let scale = mk_q8_lut(table, &lut)
+            q8Table = (lut, scale)
+        } else {
+            q8Table = nil
+        }
         retained = owned + [absmaxView.file]
     }
 
@@ -182,7 +201,21 @@ public final class Linear: @unchecked Sendable {
     /// W is decoded tile by tile and multiplied with OpenBLAS sgemm, tiles split over
     /// threads. `scratch` holds `pool.threads * tileFloats` floats.
     func apply(_ x: UnsafePointer<Float>, ldx: Int, count: Int, into y: UnsafeMutablePointer<Float>, ldy: Int,
-               scratch: UnsafeMutablePointer<Float>, pool: ComputePool) {
+               scratch: UnsafeMutablePointer<Float>, pool: ComputePool, precision: Precision = .exact,
+               q8Scratch: UnsafeMutableRawPointer? = nil) {
+        if precision == .fast, count <= Int(MK_MAX_BATCH), let q8Table, let q8Scratch, case .q4(var m) = matrix,
+           mk_q8_available() != 0 {
+            let stride = Int(mk_q8_vector_bytes(Int64(cols)))
+            var vectors = (0..<count).map { mk_q8_vector_in(q8Scratch + $0 * stride, Int64(cols)) }
+            for b in 0..<count { mk_q8_quantize(x + b * ldx, Int64(cols), &vectors[b]) }
+            vectors.withUnsafeBufferPointer { vectors in
+                pool.parallelRanges(rows, granularity: 16, perThread: 8) { range in
+                    mk_q4_gemv_q8(&m, q8Table.lut, q8Table.scale, vectors.baseAddress, Int64(count), y, Int64(ldy),
+                                  Int64(range.lowerBound), Int64(range.upperBound))
+                }
+            }
+            return
+        }
         if count <= Int(MK_MAX_BATCH) {
             pool.parallelRanges(rows, granularity: 16, perThread: 8) { range in
                 gemv(x, ldx: ldx, batch: count, y, ldy: ldy, rows: range)

@@ -11,7 +11,7 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         let clock = ContinuousClock(), start = clock.now
-        let model = try FalconMambaModel(directory: modelOptions.model)
+        let model = try modelOptions.load()
         let loadTime = clock.now - start
         let c = model.config
         let checkpoint = model.checkpoint

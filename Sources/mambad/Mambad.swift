@@ -1,4 +1,5 @@
 import ArgumentParser
+import FalconMamba
 
 @main
 struct Mambad: ParsableCommand {
@@ -13,4 +14,14 @@ struct Mambad: ParsableCommand {
 struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("A Hugging Face model folder (config.json, *.safetensors).", valueName: "dir"))
     var model: String
+
+    @Option(help: ArgumentHelp("4-bit products: fast (int8 activations, AVX-512 VNNI) or exact (bitsandbytes-identical).",
+                               valueName: "fast|exact"))
+    var precision: Precision = .fast
+
+    func load() throws -> FalconMambaModel {
+        try FalconMambaModel(directory: model, precision: precision)
+    }
 }
+
+extension Precision: ExpressibleByArgument {}

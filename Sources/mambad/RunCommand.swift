@@ -67,7 +67,7 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
-        let model = try FalconMambaModel(directory: modelOptions.model)
+        let model = try modelOptions.load()
         let text = try TextCodec(modelDirectory: modelOptions.model, vocabSize: model.vocabSize)
         let promptTokens: [Int]
         if let tokens {

@@ -81,6 +81,45 @@ void mk_dense_gemv_batch(const mk_dense_matrix *w, const float *x, int64_t ldx, 
 void mk_q4_gemv_batch(const mk_q4_matrix *w, const float *x, int64_t ldx, int64_t batch,
                       float *y, int64_t ldy, int64_t row_begin, int64_t row_end);
 
+// ------------------------------------------- int8 fast path (approximate)
+//
+// The fast decode path multiplies 4-bit weights with int8 activations (AVX-512 VNNI
+// vpdpbusd): each block of 64 activations is quantized to int8 with its own scale,
+// and the 16 weight codes map to int8 values round(table * multiplier). It is not
+// bit-exact with bitsandbytes; see mk_q8_lut for the weight side. Requires
+// blocksize 64 and cols a multiple of 128.
+
+/// An activation vector quantized for mk_q4_gemv_q8, in pairs of 64-element blocks.
+/// For pair p (elements [128p, 128p + 128)): q[128p + j] = element 2j and
+/// q[128p + 64 + j] = element 2j + 1 (j < 64), matching the nibble order of the codes;
+/// scale[16p + l] is the scale of the block lane l falls in; neg_corr[16p + l] is
+/// -128 * (sum of the 8 quantized elements [128p + 8l, 128p + 8l + 8)).
+typedef struct {
+    int8_t *q;          // cols
+    float *scale;       // cols / 8
+    int32_t *neg_corr;  // cols / 8
+} mk_q8_vector;
+
+/// Bytes an mk_q8_vector of `cols` elements needs (cols a multiple of 128).
+int64_t mk_q8_vector_bytes(int64_t cols);
+/// Lay out an mk_q8_vector in `memory` (mk_q8_vector_bytes(cols) bytes, 64-byte aligned).
+mk_q8_vector mk_q8_vector_in(void *memory, int64_t cols);
+void mk_q8_quantize(const float *x, int64_t cols, mk_q8_vector *out);
+
+/// The int8 weight table: lut[i] = round(table[i] * multiplier) + 128 (as unsigned),
+/// with the multiplier (at most 127 / max|table|) that represents the table best.
+/// Returns 1 / multiplier.
+float mk_q8_lut(const float table[16], uint8_t lut[16]);
+
+/// Whether this CPU runs the int8 path (AVX-512 VNNI), and whether a matrix fits it.
+int mk_q8_available(void);
+int mk_q4_fits_q8(const mk_q4_matrix *w);
+
+/// y[b * ldy + r] = W[r, :] . x_b for the quantized vectors x[0..batch), rows [row_begin, row_end).
+void mk_q4_gemv_q8(const mk_q4_matrix *w, const uint8_t lut[16], float lut_scale,
+                   const mk_q8_vector *x, int64_t batch, float *y, int64_t ldy,
+                   int64_t row_begin, int64_t row_end);
+
 /// out[(r - row_begin) * cols + c] = W[r, c]: decode rows to float32 (for GEMM).
 void mk_dense_rows_to_f32(const mk_dense_matrix *w, int64_t row_begin, int64_t row_end, float *out);
 void mk_q4_rows_to_f32(const mk_q4_matrix *w, int64_t row_begin, int64_t row_end, float *out);
