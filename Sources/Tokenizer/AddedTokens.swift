@@ -129,10 +129,12 @@ struct AddedTokens: Sendable {
         CharacterClassTable.shared.classOf(v) & CharacterClass.whitespace.rawValue != 0
     }
 
-    /// Rust regex `\w`: Alphabetic, M*, Nd, Pc, Join_Control.
+    /// Rust regex `\w`: Alphabetic, M*, Nd, Pc, Join_Control, with Unicode 16.0 tables like `\p{L}`
+    /// (a scalar assigned later is not a word character for the crate).
     private static func isWordScalar(_ v: UInt32) -> Bool {
         guard let s = Unicode.Scalar(v) else { return false }
         let p = s.properties
+        guard let age = p.age, (age.major, age.minor) <= CharacterClass.regexUnicodeVersion else { return false }
         if p.isAlphabetic || p.isJoinControl { return true }
         switch p.generalCategory {
         case .nonspacingMark, .spacingMark, .enclosingMark, .decimalNumber, .connectorPunctuation: return true

@@ -70,6 +70,38 @@ private func setModel(_ file: inout [String: Any], _ key: String, _ value: Any) 
         #expect(tokenizer.encode("ab", addSpecialTokens: false) == [5])
     }
 
+    /// Expected values from Python tokenizers 0.23.3 on the same file.
+    @Test(arguments: [
+        ("a <mask> b", [1, 8, 2], "a<mask>b", "ab"),  // lstrip and rstrip take the spaces
+        ("a  <mask>\n\nb", [1, 8, 2], "a<mask>b", "ab"),
+        ("a\u{3000}<mask>", [1, 8], "a<mask>", "a"),
+        ("<mask><mask>", [8, 8], "<mask><mask>", ""),
+        ("abc bc", [6, 4, 9], "abc bc", "abc bc"),  // single_word: "bc" alone is matched…
+        ("bc", [9], "bc", "bc"),
+        ("a bc c", [1, 4, 9, 4, 3], "a bc c", "a bc c"),
+        ("abc", [6], "abc", "abc"),  // … inside a word it is not
+        ("bca", [2, 3, 1], "bca", "bca"),  // and the search resumes after the rejected match
+        ("cabc", [10, 2, 3], "cabc", "cabc"),
+    ])
+    func addedTokenFlags(text: String, ids: [Int], decoded: String, withoutSpecial: String) throws {
+        let tokenizer = try Tokenizer(data: tokenizerJSON {
+            func token(_ content: String, single: Bool = false, strip: Bool = false, normalized: Bool,
+                       special: Bool) -> [String: Any] {
+                ["id": 0, "content": content, "single_word": single, "lstrip": strip, "rstrip": strip,
+                 "normalized": normalized, "special": special]
+            }
+            $0["added_tokens"] = [
+                token("<s>", normalized: false, special: true),
+                token("<mask>", strip: true, normalized: false, special: true),
+                token("bc", single: true, normalized: true, special: false),
+                token("ca", normalized: true, special: false),
+            ]
+        })
+        #expect(tokenizer.encode(text, addSpecialTokens: false) == ids)
+        #expect(try tokenizer.decode(ids) == decoded)
+        #expect(try tokenizer.decode(ids, skipSpecialTokens: true) == withoutSpecial)
+    }
+
     @Test func rawScalarModelWithUnknownTokenAndNoDecoder() throws {
         let tokenizer = try Tokenizer(data: tokenizerJSON {
             $0["pre_tokenizer"] = NSNull()
