@@ -110,3 +110,54 @@ func referenceTokens(_ fixture: String, _ tensor: String) throws -> [Int] {
         #expect(outOfRange.stderr.contains("5000"))
     }
 }
+
+/// The text cases of the Falcon-vocabulary fixture (prompt, ids, greedy continuation).
+struct FalconVocabCase: Decodable {
+    let prompt: String
+    let prompt_ids: [Int]
+    let greedy_ids: [Int]
+    let greedy_text: String
+
+    static let all: [FalconVocabCase] = {
+        struct File: Decodable { let cases: [FalconVocabCase] }
+        let url = Mambad.fixtures.appendingPathComponent("reference/tiny-falcon-vocab-nf4.json")
+        return try! JSONDecoder().decode(File.self, from: Data(contentsOf: url)).cases
+    }()
+}
+
+@Suite struct TextCommandLineTests {
+    @Test(arguments: FalconVocabCase.all.indices)
+    func runWithATextPromptMatchesTheReference(index: Int) throws {
+        let c = FalconVocabCase.all[index]
+        let output = try Mambad.run(["run", "--model", Mambad.model("tiny-falcon-vocab-nf4"), "--max-tokens", "\(c.greedy_ids.count)",
+                                     "--ignore-eos", "--precision", "exact", "--json", c.prompt])
+        #expect(output.status == 0, "\(output.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any])
+        #expect(object["tokens"] as? [Int] == c.greedy_ids)
+        #expect(object["text"] as? String == c.greedy_text)
+        #expect((object["usage"] as? [String: Int])?["promptTokens"] == c.prompt_ids.count)
+    }
+
+    @Test func streamedTextEqualsTheJSONText() throws {
+        let c = FalconVocabCase.all[0]
+        let plain = try Mambad.run(["run", "--model", Mambad.model("tiny-falcon-vocab-nf4"), "--max-tokens", "16", "--ignore-eos", c.prompt])
+        #expect(plain.status == 0)
+        #expect(plain.stdout == c.greedy_text + "\n")
+    }
+
+    @Test func tokenizeAndDetokenize() throws {
+        let c = FalconVocabCase.all[0]
+        let tokens = try Mambad.run(["tokenize", "--model", Mambad.model("tiny-falcon-vocab-nf4"), c.prompt])
+        #expect(tokens.status == 0, "\(tokens.stderr)")
+        #expect(tokens.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "," }).compactMap { Int($0) } == c.prompt_ids)
+        let text = try Mambad.run(["detokenize", "--model", Mambad.model("tiny-falcon-vocab-nf4"), c.prompt_ids.map(String.init).joined(separator: ",")])
+        #expect(text.status == 0, "\(text.stderr)")
+        #expect(text.stdout.hasPrefix(c.prompt))
+    }
+
+    @Test func textPromptWithoutATokenizerIsAClearError() throws {
+        let output = try Mambad.run(["run", "--model", Mambad.model("tiny-bf16"), "hello"])
+        #expect(output.status != 0)
+        #expect(output.stderr.contains("--tokens"))
+    }
+}
