@@ -11,6 +11,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // System libraries (Debian: libopenblas-dev, libsystemd-dev).
@@ -31,8 +33,18 @@ let package = Package(
         // JSON-RPC 2.0 types shared by the daemon and the CLI; no sockets, no model.
         .target(name: "MambaRPC"),
 
-        .executableTarget(name: "mambad", dependencies: [
+        // The server: Unix-socket listener (NIO), connections, scheduler (queue, continuous
+        // batching, cancellation), state cache, config file. Wires MambaRPC to the model.
+        .target(name: "MambaDaemon", dependencies: [
             "FalconMamba", "Tokenizer", "MambaRPC",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .executableTarget(name: "mambad", dependencies: [
+            "FalconMamba", "Tokenizer", "MambaRPC", "MambaDaemon",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -40,6 +52,7 @@ let package = Package(
         .testTarget(name: "FalconMambaTests", dependencies: ["FalconMamba"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
         .testTarget(name: "MambaRPCTests", dependencies: ["MambaRPC"]),
+        .testTarget(name: "MambaDaemonTests", dependencies: ["MambaDaemon"]),
         .testTarget(name: "mambadTests", dependencies: ["mambad"]),
     ]
 )

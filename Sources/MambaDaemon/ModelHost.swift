@@ -1,0 +1,139 @@
+import FalconMamba
+import Foundation
+import Logging
+import MambaRPC
+import Synchronization
+import Tokenizer
+
+/// The loaded model with what serves it: tokenizer, scheduler, and its description.
+struct Engine: Sendable {
+    let model: FalconMambaModel
+    let tokenizer: Tokenizer?
+    let scheduler: Scheduler
+    let info: ModelInfo
+
+    /// Loads the checkpoint (mmap) and its tokenizer, and starts the scheduler thread.
+    static func load(_ config: DaemonConfiguration, logger: Logger) throws -> Engine {
+        guard let directory = config.model else { throw ServeError.noModel }
+        let pool = config.threads > 0 ? ComputePool(threads: config.threads) : ComputePool.shared
+        let model = try FalconMambaModel(directory: directory, precision: config.precision == "exact" ? .exact : .fast, pool: pool)
+        let tokenizer = Self.tokenizer(directory: directory, vocabSize: model.vocabSize, logger: logger)
+        let scheduler = Scheduler(model: model, tokenizer: tokenizer,
+                                  limits: .init(maxActive: config.maxActive, maxQueue: config.maxQueue,
+                                                prefillChunk: config.prefillChunk, cacheBytes: config.cacheBytes),
+                                  logger: logger)
+        scheduler.start()
+        return Engine(model: model, tokenizer: tokenizer, scheduler: scheduler, info: Self.describe(model, directory: directory))
+    }
+
+    /// The folder's own tokenizer.json, else the bundled Falcon one when the vocabularies
+    /// agree, else none (prompts must then be token ids).
+    static func tokenizer(directory: String, vocabSize: Int, logger: Logger) -> Tokenizer? {
+        let own = URL(fileURLWithPath: directory).appendingPathComponent("tokenizer.json")
+        if FileManager.default.fileExists(atPath: own.path) {
+            do { return try Tokenizer(contentsOf: own) } catch {
+                logger.warning("tokenizer.json not usable, text methods disabled", metadata: ["error": "\(error)"])
+                return nil
+            }
+        }
+        if let falcon = try? Tokenizer.falcon(), falcon.vocabSize == vocabSize { return falcon }
+        logger.warning("no tokenizer for this vocabulary: prompts must be token ids")
+        return nil
+    }
+
+    static func describe(_ model: FalconMambaModel, directory: String) -> ModelInfo {
+        let c = model.config
+        let quantization: String = if let q = c.quantization, q.loadIn4bit == true, let type = q.quantType { type.lowercased() }
+            else { (c.torchDType ?? "float32").replacingOccurrences(of: "bfloat16", with: "bf16")
+                .replacingOccurrences(of: "float16", with: "f16").replacingOccurrences(of: "float32", with: "f32") }
+        let url = URL(fileURLWithPath: directory).standardizedFileURL
+        return ModelInfo(name: url.lastPathComponent, path: url.path, quantization: quantization, parameters: c.parameterCount,
+                         vocabSize: model.vocabSize, hiddenSize: model.hiddenSize, layers: model.layerCount,
+                         stateSize: model.stateSize, bosTokenId: c.bosTokenId, eosTokenId: c.eosTokenId,
+                         mappedBytes: model.checkpoint.mappedBytes, stateBytesPerSequence: c.stateBytesPerSequence)
+    }
+}
+
+/// The daemon's life: loading, then ready with an engine, then draining.
+final class ModelHost: Sendable {
+    enum State: Sendable {
+        case loading
+        case ready(Engine)
+        case draining(Engine?)
+    }
+
+    private let state = Mutex(State.loading)
+    let started = ContinuousClock.now
+
+    var engine: Engine? {
+        state.withLock { s in
+            switch s {
+            case .loading: nil
+            case .ready(let e): e
+            case .draining(let e): e
+            }
+        }
+    }
+
+    var current: State { state.withLock { $0 } }
+
+    func ready(_ engine: Engine) {
+        state.withLock { s in if case .loading = s { s = .ready(engine) } }
+    }
+
+    /// Returns the engine to drain, if any; later calls return nil.
+    func beginDraining() -> (first: Bool, engine: Engine?) {
+        state.withLock { s in
+            switch s {
+            case .loading: s = .draining(nil); return (true, nil)
+            case .ready(let e): s = .draining(e); return (true, e)
+            case .draining(let e): return (false, e)
+            }
+        }
+    }
+
+    /// `status`: counters from the scheduler, memory from /proc.
+    func status() -> StatusResult {
+        let current = self.current
+        let (stateName, engine): (StatusResult.State, Engine?) = switch current {
+        case .loading: (.loading, nil)
+        case .ready(let e): (.ready, e)
+        case .draining(let e): (.draining, e)
+        }
+        var result = StatusResult(state: stateName, uptimeSeconds: (ContinuousClock.now - started).seconds,
+                                  model: engine.map { .init(name: $0.info.name, path: $0.info.path, quantization: $0.info.quantization) })
+        if let engine {
+            let counters = engine.scheduler.counters
+            result.requests = counters.requests
+            result.cache = counters.cache
+            result.engine = counters.engine
+            result.memory.mappedBytes = engine.info.mappedBytes
+        }
+        result.memory.rssBytes = Self.residentBytes()
+        return result
+    }
+
+    /// Resident set size from /proc/self/statm (pages).
+    static func residentBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+}
+
+public enum ServeError: Error, CustomStringConvertible {
+    case noModel
+    case alreadyRunning(String)
+    case notASocket(String)
+    case socket(String)
+
+    public var description: String {
+        switch self {
+        case .noModel: "no model: give --model DIR or set model = DIR in the config file"
+        case .alreadyRunning(let path): "another mambad is already answering on \(path)"
+        case .notASocket(let path): "\(path) exists and is not a socket; refusing to remove it"
+        case .socket(let why): why
+        }
+    }
+}

@@ -1,0 +1,41 @@
+@testable import MambaDaemon
+import Testing
+
+@Suite struct ConfigurationTests {
+    @Test func fileThenFlagsLaterWins() throws {
+        var c = DaemonConfiguration(environment: ["XDG_RUNTIME_DIR": "/run/user/1000"])
+        #expect(c.socket == "/run/user/1000/mambad.sock")
+        let file = """
+            # mambad settings
+            [daemon]
+            model = "/srv/models/falcon-mamba-7b-4bit"   # the checkpoint
+            socket = /run/mambad/mambad.sock
+            socket_mode = 0600
+            cache-bytes = 512M
+            max-queue = 8
+            log-level = debug
+            """
+        try c.apply(DaemonConfiguration.parseFile(file, source: "test.conf"), source: "test.conf")
+        #expect(c.model == "/srv/models/falcon-mamba-7b-4bit")
+        #expect(c.socket == "/run/mambad/mambad.sock")
+        #expect(c.socketMode == 0o600)
+        #expect(c.cacheBytes == 512 << 20)
+        #expect(c.maxQueue == 8)
+        #expect(c.logLevel == .debug)
+        try c.apply([("max-queue", "2")], source: "flags")
+        #expect(c.maxQueue == 2)
+    }
+
+    @Test func badSettingsAreNamed() {
+        var c = DaemonConfiguration()
+        #expect(throws: ConfigurationError.unknownKey(source: "f:1", key: "colour")) {
+            try DaemonConfiguration.parseFile("colour = blue", source: "f")
+        }
+        #expect(throws: ConfigurationError.malformedLine(source: "f", line: 2, text: "oops")) {
+            try DaemonConfiguration.parseFile("\noops", source: "f")
+        }
+        #expect(throws: ConfigurationError.self) { try c.apply([("max-queue", "-1")], source: "flags") }
+        #expect(throws: ConfigurationError.self) { try c.apply([("precision", "fuzzy")], source: "flags") }
+        #expect(throws: ConfigurationError.self) { try c.apply([("socket-mode", "999")], source: "flags") }
+    }
+}
