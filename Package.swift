@@ -54,5 +54,7 @@ let package = Package(
         .testTarget(name: "MambaRPCTests", dependencies: ["MambaRPC"]),
         .testTarget(name: "MambaDaemonTests", dependencies: ["MambaDaemon"]),
         .testTarget(name: "mambadTests", dependencies: ["mambad"]),
+        // Starts the real `mambad serve` binary and talks to it over a real socket.
+        .testTarget(name: "DaemonEndToEndTests", dependencies: ["MambaDaemon", "MambaRPC"]),
     ]
 )

@@ -25,7 +25,7 @@ extension ClientConnection {
         case RPCMethod.status:
             reply(RPCOutbound.response(id: id, result: context.host.status()), to: slot)
         case RPCMethod.shutdown:
-            reply(RPCOutbound.response(id: id, result: Array("null".utf8)), to: slot)
+            reply(RPCOutbound.response(id: id, rawResult: Array("null".utf8)), to: slot)
         case RPCMethod.initialize:
             _ = try RPCParams.decode(InitializeParams.self, from: params)
             let engine = try readyEngine()
@@ -157,7 +157,7 @@ extension ClientConnection {
         case .completion(let result):
             reply(RPCOutbound.response(id: id, result: result), to: slot)
         case .embedding(let result):
-            reply(RPCOutbound.response(id: id, result: result.json), to: slot)
+            reply(RPCOutbound.response(id: id, rawResult: result.json), to: slot)
         case .failure(let error):
             reply(RPCOutbound.error(id: id, error), to: slot)
         case .dropped:

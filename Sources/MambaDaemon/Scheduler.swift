@@ -341,15 +341,15 @@ final class Scheduler: @unchecked Sendable {
     /// A job that never left the queue: cancelled, or its deadline passed while waiting.
     private func finishWaiting(_ job: Job) {
         if let reason = job.cancelReason {
-            job.finish(reason == .disconnected ? .dropped : .failure(.cancelled(reason.message, text: "", tokens: [])))
             shared.withLock { $0.counters.requests.cancelled += 1 }
+            job.finish(reason == .disconnected ? .dropped : .failure(.cancelled(reason.message, text: "", tokens: [])))
         } else {
             let now = ContinuousClock.now
             let queued = (now - job.received).milliseconds
+            shared.withLock { $0.counters.requests.completed += 1 }
             job.finish(.completion(CompleteResult(
                 text: "", tokens: [], finishReason: .deadline, usage: .init(promptTokens: job.promptTokens, cachedTokens: 0, completionTokens: 0),
                 timings: .init(queueMs: queued, prefillMs: 0, firstTokenMs: queued, decodeMs: 0, tokensPerSecond: 0))))
-            shared.withLock { $0.counters.requests.completed += 1 }
         }
     }
 
@@ -358,8 +358,9 @@ final class Scheduler: @unchecked Sendable {
         release(job, outcome: .failure(.internalError("\(error)")), count: \.failed)
     }
 
+    /// The counters change before the reply leaves, so a client that reads `status`
+    /// after its reply sees its request counted.
     private func release(_ job: Job, outcome: JobOutcome, count: WritableKeyPath<StatusResult.Requests, Int>) {
-        job.finish(outcome)
         let ms = (ContinuousClock.now - job.received).milliseconds
         shared.withLock { s in
             s.active -= 1
@@ -367,6 +368,7 @@ final class Scheduler: @unchecked Sendable {
             s.counters.requests[keyPath: count] += 1
             s.averageJobMs = 0.8 * s.averageJobMs + 0.2 * ms
         }
+        job.finish(outcome)
     }
 
     private func publishCacheStatistics() {

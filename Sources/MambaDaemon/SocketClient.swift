@@ -12,6 +12,7 @@ public final class SocketClient: @unchecked Sendable {
 
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
+        public init(description: String) { self.description = description }
     }
 
     public init(path: String, framing: Framing = .ndjson, timeoutSeconds: Double = 60) throws {

@@ -66,7 +66,7 @@ public enum RPCPayload: Sendable, Equatable {
 /// jsonrpc, id, then result or error (or method, params for a notification).
 public enum RPCOutbound {
     /// A success reply; `result` is already-encoded JSON.
-    public static func response(id: RPCID, result: [UInt8]) -> [UInt8] {
+    public static func response(id: RPCID, rawResult result: [UInt8]) -> [UInt8] {
         var writer = JSONWriter()
         writer.raw(#"{"jsonrpc":"2.0","id":"#)
         writer.id(id)
@@ -79,7 +79,7 @@ public enum RPCOutbound {
     /// A success reply with an Encodable result.
     public static func response(id: RPCID, result: some Encodable) -> [UInt8] {
         do {
-            return response(id: id, result: [UInt8](try WireJSON.encode(result)))
+            return response(id: id, rawResult: [UInt8](try WireJSON.encode(result)))
         } catch {
             return self.error(id: id, .internalError("the result could not be encoded: \(error)"))
         }
