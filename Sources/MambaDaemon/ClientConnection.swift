@@ -46,7 +46,7 @@ final class ClientConnection: @unchecked Sendable {
     let channel: any Channel
     let context: DaemonContext
     let queue: DispatchQueue
-    var logger: Logger
+    let logger: Logger
 
     // Confined to `queue`.
     private(set) var framing = Framing.ndjson
@@ -63,8 +63,9 @@ final class ClientConnection: @unchecked Sendable {
         self.channel = channel
         self.context = context
         queue = DispatchQueue(label: "mambad.connection.\(number)")
-        logger = context.logger
+        var logger = context.logger
         logger[metadataKey: "conn"] = "\(number)"
+        self.logger = logger
     }
 
     // MARK: From the event loop
