@@ -14,7 +14,7 @@ final class Scheduler: @unchecked Sendable {
     struct Limits: Sendable {
         var maxActive = 8
         var maxQueue = 64
-        var prefillChunk = 64
+        var prefillChunk = 8
         var cacheBytes = 1 << 30
     }
 
@@ -181,19 +181,34 @@ final class Scheduler: @unchecked Sendable {
         embeddings.removeAll { $0.finished }
     }
 
-    /// One slice of one prompt (completions and embeddings take turns).
+    /// Rows one batched GEMV pass of the engine takes (CKernels' MK_MAX_BATCH): a prefill
+    /// of at most this many tokens runs on the decode kernels; a longer one decodes every
+    /// weight tile to float32 for sgemm, which has a fixed cost of about a second on the
+    /// 7B here (9 tokens: 2.0 s, 8 tokens: 0.65 s). Up to `gemvPrefillLimit` remaining
+    /// tokens, slices of `gemvRows` are faster; beyond it the sgemm path wins.
+    static let gemvRows = 8
+    static let gemvPrefillLimit = 64
+
+    /// One slice of one prompt (completions and embeddings take turns). While others
+    /// decode, slices are `prefillChunk` tokens so their steps keep coming.
     private func prefillSlice() {
         let prefilling = completions.filter { $0.phase == .prefill }
         let total = prefilling.count + embeddings.count
         guard total > 0 else { return }
         let decoding = completions.contains { $0.phase == .decode }
-        let chunk = decoding ? limits.prefillChunk : max(limits.prefillChunk, FalconMambaModel.prefillChunk)
         prefillTurn = (prefillTurn + 1) % total
         if prefillTurn < prefilling.count {
-            prefill(prefilling[prefillTurn], chunk: chunk)
+            let seq = prefilling[prefillTurn]
+            prefill(seq, chunk: sliceLength(remaining: seq.request.prompt.count - seq.position, decoding: decoding))
         } else {
-            embed(embeddings[prefillTurn - prefilling.count], chunk: chunk)
+            let emb = embeddings[prefillTurn - prefilling.count]
+            embed(emb, chunk: sliceLength(remaining: emb.request.inputs[emb.input].count - emb.position, decoding: decoding))
         }
+    }
+
+    func sliceLength(remaining: Int, decoding: Bool) -> Int {
+        if decoding { return limits.prefillChunk }
+        return remaining <= Self.gemvPrefillLimit ? Self.gemvRows : max(limits.prefillChunk, FalconMambaModel.prefillChunk)
     }
 
     private func prefill(_ seq: ActiveCompletion, chunk: Int) {

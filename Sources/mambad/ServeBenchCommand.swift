@@ -53,14 +53,21 @@ struct ServeBench: ParsableCommand {
                 let results = Mutex<[StreamResult]>([])
                 let errors = Mutex<[String]>([])
                 let start = Date()
-                DispatchQueue.concurrentPerform(iterations: n) { i in
-                    do {
-                        let r = try oneStream(index: i, start: start)
-                        results.withLock { $0.append(r) }
-                    } catch {
-                        errors.withLock { $0.append("\(error)") }
-                    }
+                // one thread per stream (concurrentPerform would run only one per core)
+                let group = DispatchGroup()
+                for i in 0..<n {
+                    group.enter()
+                    Thread {
+                        defer { group.leave() }
+                        do {
+                            let r = try oneStream(index: i, start: start)
+                            results.withLock { $0.append(r) }
+                        } catch {
+                            errors.withLock { $0.append("\(error)") }
+                        }
+                    }.start()
                 }
+                group.wait()
                 if let error = errors.withLock({ $0.first }) { throw ValidationError("stream failed: \(error)") }
                 let all = results.withLock { $0 }
                 let wall = all.map(\.end).max() ?? 0
