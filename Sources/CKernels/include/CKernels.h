@@ -183,6 +183,10 @@ void mk_selective_scan(float *h, const float *A, const float *Dskip,
                        int64_t T, int64_t D, int64_t N, float *y,
                        int64_t d_begin, int64_t d_end);
 
+/// Read [data, data + bytes) once as fast as the CPU can (a bandwidth probe); returns a
+/// value that depends on every byte so the reads cannot be optimized away.
+uint64_t mk_read_bytes(const void *data, int64_t bytes);
+
 // ------------------------------------------------------------- thread pool
 
 /// A persistent pool of compute threads (created once; no thread creation per call).
