@@ -74,6 +74,10 @@ struct Bench: ParsableCommand {
             }
         }
         if checkAccuracy { try reportAccuracy(promptTokens) }
+        let memory = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8))?
+            .split(separator: "\n").filter { $0.hasPrefix("RssAnon") || $0.hasPrefix("RssFile") || $0.hasPrefix("VmHWM") }
+            .map { $0.replacingOccurrences(of: "\t", with: "").replacingOccurrences(of: "  ", with: "") } ?? []
+        print("memory: " + memory.joined(separator: ", ") + " (RssFile is the mapped checkpoint; RssAnon is everything else)")
     }
 
     /// Prompt tokens per second for one prefill from the empty state.
