@@ -64,3 +64,34 @@ void mk_q4_expand_nested_absmax(const uint8_t *codes, int64_t count, const float
         absmax[i] = product + offset;
     }
 }
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+__attribute__((target("avx512f"))) static uint64_t read_avx512(const void *data, int64_t bytes) {
+    const char *p = data;
+    __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
+    int64_t i = 0;
+    for (; i + 256 <= bytes; i += 256) {
+        a = _mm512_xor_si512(a, _mm512_loadu_si512(p + i));
+        b = _mm512_xor_si512(b, _mm512_loadu_si512(p + i + 64));
+        c = _mm512_xor_si512(c, _mm512_loadu_si512(p + i + 128));
+        d = _mm512_xor_si512(d, _mm512_loadu_si512(p + i + 192));
+    }
+    uint64_t out[8];
+    _mm512_storeu_si512(out, _mm512_xor_si512(_mm512_xor_si512(a, b), _mm512_xor_si512(c, d)));
+    uint64_t h = out[0] ^ out[1] ^ out[2] ^ out[3] ^ out[4] ^ out[5] ^ out[6] ^ out[7];
+    for (; i < bytes; i++) h = h * 31 + (uint8_t)p[i];
+    return h;
+}
+#endif
+
+uint64_t mk_read_bytes(const void *data, int64_t bytes) {
+#if defined(__x86_64__)
+    if (strcmp(mk_isa(), "avx512") == 0) return read_avx512(data, bytes);
+#endif
+    const uint64_t *p = data;
+    uint64_t h = 0;
+    int64_t i = 0;
+    for (; (i + 1) * 8 <= bytes; i++) h ^= p[i];
+    return h;
+}

@@ -131,16 +131,18 @@ VNNI static void gemv_q8_vnni_single(const mk_q4_matrix *w, const uint8_t lut[16
     }
 }
 
-VNNI static void gemv_q8_vnni(const mk_q4_matrix *w, const uint8_t lut[16], float lut_scale,
-                              const mk_q8_vector *x, int64_t batch, float *y, int64_t ldy, int64_t r0, int64_t r1) {
-    if (batch == 1) { gemv_q8_vnni_single(w, lut, lut_scale, x, y, r0, r1); return; }
+/// Several vectors: each pair of blocks is decoded once and multiplied with every
+/// vector. Inlined with a constant batch so the accumulators stay in registers.
+VNNI static inline __attribute__((always_inline)) void gemv_q8_vnni_batch(
+    const mk_q4_matrix *w, const uint8_t lut[16], float lut_scale, const mk_q8_vector *x, const int batch,
+    float *y, int64_t ldy, int64_t r0, int64_t r1) {
     const int64_t n = w->cols, pairs = n / 128;
     const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)lut));
     const __m512i nibble = _mm512_set1_epi8(0x0F);
     const __m512i halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     for (int64_t r = r0; r < r1; r++) {
         __m512 acc[MK_MAX_BATCH];
-        for (int64_t b = 0; b < batch; b++) acc[b] = _mm512_setzero_ps();
+        for (int b = 0; b < batch; b++) acc[b] = _mm512_setzero_ps();
         const uint8_t *codes = w->codes + r * n / 2;
         const float *absmax = w->absmax + r * n / 64;
         for (int64_t p = 0; p < pairs; p++) {
@@ -149,7 +151,7 @@ VNNI static void gemv_q8_vnni(const mk_q4_matrix *w, const uint8_t lut[16], floa
             const __m512i lo = _mm512_shuffle_epi8(table, _mm512_and_si512(bytes, nibble));
             const __m512 scale = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(
                 _mm_castpd_ps(_mm_load_sd((const double *)(absmax + 2 * p)))));
-            for (int64_t b = 0; b < batch; b++) {
+            for (int b = 0; b < batch; b++) {
                 const mk_q8_vector *v = x + b;
                 __m512i dot = _mm512_loadu_si512(v->neg_corr + 16 * p);
                 dot = _mm512_dpbusd_epi32(dot, hi, _mm512_loadu_si512(v->q + 128 * p));
@@ -158,7 +160,21 @@ VNNI static void gemv_q8_vnni(const mk_q4_matrix *w, const uint8_t lut[16], floa
                 acc[b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc[b]);
             }
         }
-        for (int64_t b = 0; b < batch; b++) y[b * ldy + r] = _mm512_reduce_add_ps(acc[b]) * lut_scale;
+        for (int b = 0; b < batch; b++) y[b * ldy + r] = _mm512_reduce_add_ps(acc[b]) * lut_scale;
+    }
+}
+
+VNNI static void gemv_q8_vnni(const mk_q4_matrix *w, const uint8_t lut[16], float lut_scale,
+                              const mk_q8_vector *x, int64_t batch, float *y, int64_t ldy, int64_t r0, int64_t r1) {
+    switch (batch) {
+    case 1: gemv_q8_vnni_single(w, lut, lut_scale, x, y, r0, r1); break;
+    case 2: gemv_q8_vnni_batch(w, lut, lut_scale, x, 2, y, ldy, r0, r1); break;
+    case 3: gemv_q8_vnni_batch(w, lut, lut_scale, x, 3, y, ldy, r0, r1); break;
+    case 4: gemv_q8_vnni_batch(w, lut, lut_scale, x, 4, y, ldy, r0, r1); break;
+    case 5: gemv_q8_vnni_batch(w, lut, lut_scale, x, 5, y, ldy, r0, r1); break;
+    case 6: gemv_q8_vnni_batch(w, lut, lut_scale, x, 6, y, ldy, r0, r1); break;
+    case 7: gemv_q8_vnni_batch(w, lut, lut_scale, x, 7, y, ldy, r0, r1); break;
+    default: gemv_q8_vnni_batch(w, lut, lut_scale, x, 8, y, ldy, r0, r1); break;
     }
 }
 #endif

@@ -5,48 +5,7 @@
 
 static inline float silu(float v) { return v / (1.0f + expf(-v)); }
 
-void mk_rms_norm(const float *x, int64_t ldx, const float *weight, float eps,
-                 int64_t rows, int64_t n, float *out, int64_t ldo) {
-    for (int64_t r = 0; r < rows; r++) {
-        const float *xr = x + r * ldx;
-        float *o = out + r * ldo;
-        double sum = 0;
-        for (int64_t i = 0; i < n; i++) sum += (double)xr[i] * xr[i];
-        const float inv = (float)(1.0 / sqrt(sum / (double)n + (double)eps));
-        if (weight) for (int64_t i = 0; i < n; i++) o[i] = xr[i] * inv * weight[i];
-        else for (int64_t i = 0; i < n; i++) o[i] = xr[i] * inv;
-    }
-}
-
-void mk_conv1d_silu(float *state, const float *weight, const float *bias,
-                    const float *x, int64_t ldx, int64_t T, int64_t D, int64_t K, float *out,
-                    int64_t d_begin, int64_t d_end) {
-    float window[16];  // K <= 16 (the model uses 4)
-    for (int64_t d = d_begin; d < d_end; d++) {
-        float *s = state + d * K;
-        const float *w = weight + d * K;
-        for (int64_t k = 0; k < K; k++) window[k] = s[k];
-        for (int64_t t = 0; t < T; t++) {
-            for (int64_t k = 0; k + 1 < K; k++) window[k] = window[k + 1];
-            window[K - 1] = x[t * ldx + d];
-            float acc = bias ? bias[d] : 0.0f;
-            for (int64_t k = 0; k < K; k++) acc += window[k] * w[k];
-            out[t * D + d] = silu(acc);
-        }
-        for (int64_t k = 0; k < K; k++) s[k] = window[k];
-    }
-}
-
-void mk_softplus_bias(float *dt, const float *bias, int64_t T, int64_t D) {
-    for (int64_t t = 0; t < T; t++) {
-        float *row = dt + t * D;
-        for (int64_t d = 0; d < D; d++) {
-            const float v = row[d] + bias[d];
-            // torch.nn.functional.softplus with threshold 20
-            row[d] = v > 20.0f ? v : log1pf(expf(v));
-        }
-    }
-}
+static inline int use_avx512(void) { return strcmp(mk_isa(), "avx512") == 0; }
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -70,25 +29,172 @@ AVX512 static inline __m512 exp512(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
-/// The scan with N = 16: one channel's state is one zmm register.
+AVX512 static inline __m512 silu512(__m512 v) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_div_ps(v, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), v))));
+}
+
+/// log(1 + u) for u in [0, 1], within a few ulp: log of w = 1 + u via exponent and
+/// mantissa, corrected for the rounding of 1 + u (u * log(w) / (w - 1)).
+AVX512 static inline __m512 log1p512(__m512 u) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512 w = _mm512_add_ps(one, u);
+    __m512 m = _mm512_getmant_ps(w, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);  // [1, 2)
+    __m512 e = _mm512_getexp_ps(w);
+    const __mmask16 big = _mm512_cmp_ps_mask(m, _mm512_set1_ps(1.41421356f), _CMP_GT_OQ);
+    m = _mm512_mask_mul_ps(m, big, m, _mm512_set1_ps(0.5f));
+    e = _mm512_mask_add_ps(e, big, e, one);
+    const __m512 f = _mm512_sub_ps(m, one), z = _mm512_mul_ps(f, f);
+    __m512 p = _mm512_set1_ps(7.0376836292e-2f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(-1.1514610310e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.1676998740e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(-1.2420140846e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.4249322787e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(-1.6668057665e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.0000714765e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(-2.4999993993e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(3.3333331174e-1f));
+    __m512 r = _mm512_mul_ps(_mm512_mul_ps(p, z), f);
+    r = _mm512_fmadd_ps(e, _mm512_set1_ps(-2.12194440e-4f), r);
+    r = _mm512_fnmadd_ps(z, _mm512_set1_ps(0.5f), r);
+    r = _mm512_add_ps(f, r);
+    r = _mm512_fmadd_ps(e, _mm512_set1_ps(0.693359375f), r);
+    // u * log(w) / (w - 1) undoes the rounding of 1 + u; where w == 1, log1p(u) = u
+    const __m512 wm1 = _mm512_sub_ps(w, one);
+    const __mmask16 exact = _mm512_cmp_ps_mask(wm1, _mm512_setzero_ps(), _CMP_EQ_OQ);
+    const __m512 corrected = _mm512_div_ps(_mm512_mul_ps(r, u), _mm512_mask_blend_ps(exact, wm1, one));
+    return _mm512_mask_blend_ps(exact, corrected, u);
+}
+
+/// softplus(v) = max(v, 0) + log1p(exp(-|v|)), and v itself above 20 as torch does.
+AVX512 static void softplus_bias_512(float *dt, const float *bias, int64_t T, int64_t D) {
+    const __m512 sign = _mm512_set1_ps(-0.0f), threshold = _mm512_set1_ps(20.0f);
+    for (int64_t t = 0; t < T; t++) {
+        float *row = dt + t * D;
+        int64_t d = 0;
+        for (; d + 16 <= D; d += 16) {
+            const __m512 v = _mm512_add_ps(_mm512_loadu_ps(row + d), _mm512_loadu_ps(bias + d));
+            const __m512 negative_abs = _mm512_or_ps(v, sign);
+            __m512 r = _mm512_add_ps(_mm512_max_ps(v, _mm512_setzero_ps()), log1p512(exp512(negative_abs)));
+            r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, threshold, _CMP_GT_OQ), r, v);
+            _mm512_storeu_ps(row + d, r);
+        }
+        for (; d < D; d++) {
+            const float v = row[d] + bias[d];
+            row[d] = v > 20.0f ? v : log1pf(expf(v));
+        }
+    }
+}
+
+/// The scan with N = 16: one channel's state is one zmm register; the gate of 16
+/// channels at a time.
 AVX512 static void selective_scan_16(float *h, const float *A, const float *Dskip, const float *dt, const float *x,
                                      const float *B, const float *C, int64_t ldbc, const float *z, int64_t ldz,
                                      int64_t T, int64_t D, float *y, int64_t d_begin, int64_t d_end) {
     for (int64_t t = 0; t < T; t++) {
         const __m512 Bt = _mm512_loadu_ps(B + t * ldbc), Ct = _mm512_loadu_ps(C + t * ldbc);
         const float *zt = z + t * ldz;
-        for (int64_t d = d_begin; d < d_end; d++) {
-            const float delta = dt[t * D + d], xv = x[t * D + d];
-            const __m512 decay = exp512(_mm512_mul_ps(_mm512_set1_ps(delta), _mm512_loadu_ps(A + d * 16)));
-            __m512 hd = _mm512_mul_ps(decay, _mm512_loadu_ps(h + d * 16));
-            hd = _mm512_fmadd_ps(_mm512_set1_ps(delta * xv), Bt, hd);
-            _mm512_storeu_ps(h + d * 16, hd);
-            const float acc = _mm512_reduce_add_ps(_mm512_mul_ps(hd, Ct));
-            y[t * D + d] = (acc + Dskip[d] * xv) * silu(zt[d]);
+        int64_t d = d_begin;
+        for (; d < d_end; d += 16) {
+            float partial[16];
+            const int64_t count = d_end - d < 16 ? d_end - d : 16;
+            for (int64_t i = 0; i < count; i++) {
+                const int64_t c = d + i;
+                const float delta = dt[t * D + c];
+                const __m512 decay = exp512(_mm512_mul_ps(_mm512_set1_ps(delta), _mm512_loadu_ps(A + c * 16)));
+                __m512 hd = _mm512_mul_ps(decay, _mm512_loadu_ps(h + c * 16));
+                hd = _mm512_fmadd_ps(_mm512_set1_ps(delta * x[t * D + c]), Bt, hd);
+                _mm512_storeu_ps(h + c * 16, hd);
+                partial[i] = _mm512_reduce_add_ps(_mm512_mul_ps(hd, Ct));
+            }
+            const __mmask16 m = (__mmask16)((1u << count) - 1);
+            const __m512 xv = _mm512_maskz_loadu_ps(m, x + t * D + d);
+            const __m512 out = _mm512_mul_ps(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, Dskip + d), xv, _mm512_maskz_loadu_ps(m, partial)),
+                                             silu512(_mm512_maskz_loadu_ps(m, zt + d)));
+            _mm512_mask_storeu_ps(y + t * D + d, m, out);
         }
     }
 }
+
+/// Causal conv + SiLU, 16 channels at a time (kernel width K <= 16).
+AVX512 static void conv1d_silu_512(float *state, const float *weight, const float *bias, const float *x, int64_t ldx,
+                                   int64_t T, int64_t D, int64_t K, float *out, int64_t d_begin, int64_t d_end) {
+    for (int64_t d = d_begin; d < d_end; d += 16) {
+        const int64_t count = d_end - d < 16 ? d_end - d : 16;
+        const __mmask16 m = (__mmask16)((1u << count) - 1);
+        float wt[16][16], st[16][16];  // [k][channel]
+        for (int64_t i = 0; i < 16; i++)
+            for (int64_t k = 0; k < K; k++) {
+                wt[k][i] = i < count ? weight[(d + i) * K + k] : 0;
+                st[k][i] = i < count ? state[(d + i) * K + k] : 0;
+            }
+        __m512 w[16], window[16];
+        for (int64_t k = 0; k < K; k++) { w[k] = _mm512_loadu_ps(wt[k]); window[k] = _mm512_loadu_ps(st[k]); }
+        const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + d) : _mm512_setzero_ps();
+        for (int64_t t = 0; t < T; t++) {
+            for (int64_t k = 0; k + 1 < K; k++) window[k] = window[k + 1];
+            window[K - 1] = _mm512_maskz_loadu_ps(m, x + t * ldx + d);
+            __m512 acc = b;
+            for (int64_t k = 0; k < K; k++) acc = _mm512_fmadd_ps(window[k], w[k], acc);
+            _mm512_mask_storeu_ps(out + t * D + d, m, silu512(acc));
+        }
+        for (int64_t k = 0; k < K; k++) _mm512_storeu_ps(st[k], window[k]);
+        for (int64_t i = 0; i < count; i++)
+            for (int64_t k = 0; k < K; k++) state[(d + i) * K + k] = st[k][i];
+    }
+}
 #endif
+
+
+void mk_rms_norm(const float *x, int64_t ldx, const float *weight, float eps,
+                 int64_t rows, int64_t n, float *out, int64_t ldo) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx;
+        float *o = out + r * ldo;
+        double sum = 0;
+        for (int64_t i = 0; i < n; i++) sum += (double)xr[i] * xr[i];
+        const float inv = (float)(1.0 / sqrt(sum / (double)n + (double)eps));
+        if (weight) for (int64_t i = 0; i < n; i++) o[i] = xr[i] * inv * weight[i];
+        else for (int64_t i = 0; i < n; i++) o[i] = xr[i] * inv;
+    }
+}
+
+void mk_conv1d_silu(float *state, const float *weight, const float *bias,
+                    const float *x, int64_t ldx, int64_t T, int64_t D, int64_t K, float *out,
+                    int64_t d_begin, int64_t d_end) {
+#if defined(__x86_64__)
+    if (use_avx512()) { conv1d_silu_512(state, weight, bias, x, ldx, T, D, K, out, d_begin, d_end); return; }
+#endif
+    float window[16];  // K <= 16 (the model uses 4)
+    for (int64_t d = d_begin; d < d_end; d++) {
+        float *s = state + d * K;
+        const float *w = weight + d * K;
+        for (int64_t k = 0; k < K; k++) window[k] = s[k];
+        for (int64_t t = 0; t < T; t++) {
+            for (int64_t k = 0; k + 1 < K; k++) window[k] = window[k + 1];
+            window[K - 1] = x[t * ldx + d];
+            float acc = bias ? bias[d] : 0.0f;
+            for (int64_t k = 0; k < K; k++) acc += window[k] * w[k];
+            out[t * D + d] = silu(acc);
+        }
+        for (int64_t k = 0; k < K; k++) s[k] = window[k];
+    }
+}
+
+void mk_softplus_bias(float *dt, const float *bias, int64_t T, int64_t D) {
+#if defined(__x86_64__)
+    if (use_avx512()) { softplus_bias_512(dt, bias, T, D); return; }
+#endif
+    for (int64_t t = 0; t < T; t++) {
+        float *row = dt + t * D;
+        for (int64_t d = 0; d < D; d++) {
+            const float v = row[d] + bias[d];
+            // torch.nn.functional.softplus with threshold 20
+            row[d] = v > 20.0f ? v : log1pf(expf(v));
+        }
+    }
+}
+
 
 void mk_selective_scan(float *h, const float *A, const float *Dskip,
                        const float *dt, const float *x,
@@ -97,7 +203,7 @@ void mk_selective_scan(float *h, const float *A, const float *Dskip,
                        int64_t T, int64_t D, int64_t N, float *y,
                        int64_t d_begin, int64_t d_end) {
 #if defined(__x86_64__)
-    if (N == 16 && strcmp(mk_isa(), "avx512") == 0) {
+    if (N == 16 && use_avx512()) {
         selective_scan_16(h, A, Dskip, dt, x, B, C, ldbc, z, ldz, T, D, y, d_begin, d_end);
         return;
     }

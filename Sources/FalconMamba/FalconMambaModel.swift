@@ -196,3 +196,37 @@ public final class FalconMambaModel: Sendable {
         }
     }
 }
+
+extension FalconMambaModel {
+    /// Checkpoint bytes one decode step reads: every layer's weights, the lm_head and one
+    /// embedding row (what bandwidth is counted against).
+    public var bytesReadPerToken: Int {
+        let perLayer = layers.reduce(0) { sum, layer in
+            sum + layer.inProj.storedBytes + layer.xProj.storedBytes + layer.dtProj.storedBytes + layer.outProj.storedBytes
+                + (layer.norm.count + layer.convWeight.count + (layer.convBias?.count ?? 0) + layer.dtBias.count
+                   + layer.A.count + layer.D.count) * embeddings.dtype.byteSize
+        }
+        return perLayer + lmHead.storedBytes + hiddenSize * embeddings.dtype.byteSize
+    }
+
+    /// Read every mapped checkpoint byte once on the pool's threads: the bandwidth a
+    /// decode step could reach at best. Returns bytes per second.
+    public func probeReadBandwidth() -> Double {
+        let chunk = 8 << 20
+        var pieces: [(UnsafeRawPointer, Int)] = []
+        for file in checkpoint.files {
+            guard let base = file.file.base else { continue }
+            for offset in stride(from: 0, to: file.file.size, by: chunk) {
+                pieces.append((base + offset, min(chunk, file.file.size - offset)))
+            }
+        }
+        let clock = ContinuousClock(), start = clock.now
+        var sink = [UInt64](repeating: 0, count: pieces.count)
+        sink.withUnsafeMutableBufferPointer { sink in
+            pool.parallelFor(pieces.count) { i in sink[i] = mk_read_bytes(pieces[i].0, Int64(pieces[i].1)) }
+        }
+        let seconds = (clock.now - start).seconds
+        precondition(sink.count == pieces.count)
+        return Double(checkpoint.mappedBytes) / seconds
+    }
+}

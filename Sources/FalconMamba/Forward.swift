@@ -25,7 +25,7 @@ private struct Workspace {
                      t * d,       // dt
                      t * d,       // scan output
                      tile,        // decoded weight tiles, one per thread
-                     t <= Int(MK_MAX_BATCH) ? t * Int(mk_q8_vector_bytes(Int64(max(h, d, xw)))) / 4 + 16 : 0]  // int8 activations
+                     max(t * Int(mk_q8_vector_bytes(Int64(max(h, d, xw)))), Int(mk_q8_rows_bytes(Int64(t), Int64(max(h, d, xw))))) / 4 + 16]  // int8 activations
         var offsets: [Int] = [], total = 0
         for size in sizes { offsets.append(total); total += size }
         storage = [Float](repeating: 0, count: total)

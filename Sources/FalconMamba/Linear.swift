@@ -216,6 +216,28 @@ public final class Linear: @unchecked Sendable {
             }
             return
         }
+        if precision == .fast, count > Int(MK_MAX_BATCH), let q8Table, let q8Scratch, case .q4(var m) = matrix,
+           mk_q8_available() != 0 {
+            var activations = mk_q8_rows_in(q8Scratch, Int64(count), Int64(cols))
+            pool.parallelRanges(count) { tokens in
+                var part = activations
+                part.rows = Int64(tokens.count)
+                part.q += tokens.lowerBound * cols
+                part.scale += tokens.lowerBound * (cols / 64)
+                part.neg_corr += tokens.lowerBound * (cols / 64)
+                mk_q8_quantize_rows(x + tokens.lowerBound * ldx, Int64(ldx), &part)
+            }
+            let panels = (rows + 15) / 16
+            let stride = (Int(mk_q4_gemm_q8_scratch_bytes(Int64(cols))) + 63) / 64 * 64
+            pool.parallelFor(pool.threads) { thread in
+                let share = (panels + pool.threads - 1) / pool.threads
+                let first = thread * share, last = min(panels, first + share)
+                guard first < last else { return }
+                mk_q4_gemm_q8(&m, q8Table.lut, q8Table.scale, &activations, y, Int64(ldy), Int64(first), Int64(last),
+                              UnsafeMutableRawPointer(scratch) + thread * stride)
+            }
+            return
+        }
         if count <= Int(MK_MAX_BATCH) {
             pool.parallelRanges(rows, granularity: 16, perThread: 8) { range in
                 gemv(x, ldx: ldx, batch: count, y, ldy: ldy, rows: range)

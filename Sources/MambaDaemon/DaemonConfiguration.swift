@@ -28,7 +28,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Recurrent-state snapshots kept for prompt prefixes, in bytes.
     public var cacheBytes: Int = 1 << 30
     /// Tokens of one prefill slice while other sequences are decoding.
-    public var prefillChunk: Int = 8
+    public var prefillChunk: Int = 16
     /// How long in-flight work may finish after SIGTERM/SIGINT before it is cancelled.
     public var shutdownGraceMs: Int = 5_000
     public var logLevel: Logger.Level = .info

@@ -83,6 +83,8 @@ func formatCount(_ count: Int) -> String {
 }
 
 extension Duration {
+    var seconds: Double { milliseconds / 1e3 }
+
     var milliseconds: Double {
         let (seconds, attoseconds) = components
         return Double(seconds) * 1e3 + Double(attoseconds) * 1e-15

@@ -7,7 +7,8 @@ struct Mambad: ParsableCommand {
         commandName: "mambad",
         abstract: "A local Falcon-Mamba language-model daemon and its tools.",
         version: "0.1.0",
-        subcommands: [Serve.self, Inspect.self, Run.self, Tokenize.self, Detokenize.self, TokenizerBench.self, ServeBench.self])
+        subcommands: [Serve.self, Inspect.self, Run.self, Tokenize.self, Detokenize.self, TokenizerBench.self, Bench.self,
+                      ServeBench.self])
 }
 
 /// Options shared by every command that loads a model.

@@ -58,7 +58,7 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("cache-bytes"), help: ArgumentHelp("Memory for prompt-state snapshots (default 1G).", valueName: "bytes"))
     var cacheBytes: String?
 
-    @Option(name: .customLong("prefill-chunk"), help: ArgumentHelp("Prompt tokens per slice while others decode (default 8).", valueName: "n"))
+    @Option(name: .customLong("prefill-chunk"), help: ArgumentHelp("Prompt tokens per slice while others decode (default 16).", valueName: "n"))
     var prefillChunk: String?
 
     @Option(name: .customLong("shutdown-grace-ms"), help: ArgumentHelp("Time running work gets to finish at shutdown (default 5000).", valueName: "ms"))

@@ -174,3 +174,147 @@ struct Q4Case: CustomTestStringConvertible, Sendable {
         for (o, v) in zip(out, x) { #expect(abs(o - v / (1 + Float(exp(Double(-v))))) < 1e-6) }
     }
 }
+
+// The dispatcher is process-global: every suite that forces an ISA nests in KernelTests,
+// which is serialized, so they never race each other.
+extension KernelTests {
+/// The vectorized sequence kernels (conv, softplus, scan) against the scalar definitions.
+@Suite struct SequenceKernelTests {
+    func compare(_ name: String, tolerance: Float = 2e-6, _ run: () -> [Float]) {
+        #expect(mk_force_isa(1) == 0)
+        let reference = run()
+        mk_force_isa(0)
+        for isa in availableISAs where isa != 1 {
+            mk_force_isa(isa)
+            let result = run()
+            mk_force_isa(0)
+            for (a, b) in zip(result, reference) {
+                #expect(abs(a - b) <= tolerance * max(1, abs(b)), "\(name) isa \(isa): \(a) vs \(b)")
+            }
+        }
+    }
+
+    @Test func softplus() {
+        let values: [Float] = (-400...400).map { Float($0) / 10 } + [1e-8, -1e-8, 19.99, 20.01, -87, -120]
+        compare("softplus", tolerance: 1e-6) {
+            var dt = values
+            mk_softplus_bias(&dt, [Float](repeating: 0, count: values.count), 1, Int64(values.count))
+            return dt
+        }
+        // small outputs keep their relative precision
+        var tiny: [Float] = [-15, -10, -7]
+        mk_softplus_bias(&tiny, [0, 0, 0], 1, 3)
+        for (v, x) in zip(tiny, [-15.0, -10, -7]) { #expect(abs(Double(v) - log1p(exp(x))) / log1p(exp(x)) < 1e-5) }
+    }
+
+    @Test func convAndScan() {
+        var random = TestRandom(state: 11)
+        let T = 7, D = 37, K = 4, N = 16
+        let x = (0..<T * 2 * D).map { _ in random.float() * 3 }
+        let weight = (0..<D * K).map { _ in random.float() }
+        let bias = (0..<D).map { _ in random.float() }
+        let state0 = (0..<D * K).map { _ in random.float() }
+        compare("conv") {
+            var state = state0
+            var out = [Float](repeating: 0, count: T * D)
+            mk_conv1d_silu(&state, weight, bias, x, Int64(2 * D), Int64(T), Int64(D), Int64(K), &out, 0, Int64(D))
+            return out + state
+        }
+        let A = (0..<D * N).map { _ in -abs(random.float()) * 4 }
+        let Dskip = (0..<D).map { _ in random.float() }
+        let dt = (0..<T * D).map { _ in abs(random.float()) * 0.5 }
+        let bc = (0..<T * 2 * N).map { _ in random.float() }
+        let h0 = (0..<D * N).map { _ in random.float() }
+        compare("scan", tolerance: 1e-5) {
+            var h = h0
+            var y = [Float](repeating: 0, count: T * D)
+            // two channel ranges, as the pool splits them
+            mk_selective_scan(&h, A, Dskip, dt, x, bc, Array(bc[N...]), Int64(2 * N), Array(x[D...]), Int64(2 * D),
+                              Int64(T), Int64(D), Int64(N), &y, 0, 20)
+            mk_selective_scan(&h, A, Dskip, dt, x, bc, Array(bc[N...]), Int64(2 * N), Array(x[D...]), Int64(2 * D),
+                              Int64(T), Int64(D), Int64(N), &y, 20, Int64(D))
+            return y + h
+        }
+    }
+}
+
+/// The int8 fast path: the VNNI kernels compute what the portable definition does.
+@Suite struct Int8PathTests {
+    @Test func fp4TableMapsToInt8AlmostExactly() {
+        var lut = [UInt8](repeating: 0, count: 16)
+        let scale = mk_q8_lut(KernelTests.fp4Table, &lut)
+        #expect(abs(1 / scale - 120) < 1e-3)  // table * 120: every value an integer but 0.0625/12*120
+        for (i, v) in KernelTests.fp4Table.enumerated() where abs(v) != Float(0.0625 / 12) {
+            #expect(Float(Int(lut[i]) - 128) == v * 120)
+        }
+    }
+
+    @Test(arguments: [1, 3, 8]) func gemvMatchesTheDefinition(batch: Int) throws {
+        try #require(mk_q8_available() != 0)
+        var random = TestRandom(state: UInt64(batch))
+        let rows = 20, cols = 256
+        let codes = (0..<rows * cols / 2).map { _ in random.byte() }
+        let absmax = (0..<rows * cols / 64).map { _ in abs(random.float()) + 0.1 }
+        let xs = (0..<batch * cols).map { _ in random.float() }
+        var lut = [UInt8](repeating: 0, count: 16)
+        let lutScale = mk_q8_lut(KernelTests.fp4Table, &lut)
+        let bytes = Int(mk_q8_vector_bytes(Int64(cols)))
+        var memory = [UInt8](repeating: 0, count: bytes * batch)
+        var fast = [Float](repeating: 0, count: batch * rows), slow = fast, exact = fast
+        memory.withUnsafeMutableBytes { raw in
+            var vectors = (0..<batch).map { mk_q8_vector_in(raw.baseAddress! + $0 * bytes, Int64(cols)) }
+            for b in 0..<batch { xs.withUnsafeBufferPointer { mk_q8_quantize($0.baseAddress! + b * cols, Int64(cols), &vectors[b]) } }
+            codes.withUnsafeBufferPointer { c in absmax.withUnsafeBufferPointer { a in
+                var m = mk_q4_matrix()
+                m.codes = c.baseAddress; m.absmax = a.baseAddress
+                withUnsafeMutableBytes(of: &m.table) { t in KernelTests.fp4Table.withUnsafeBytes { t.copyMemory(from: $0) } }
+                m.rows = Int64(rows); m.cols = Int64(cols); m.blocksize = 64; m.rounding = Int32(MK_ROUND_NONE.rawValue)
+                mk_q4_gemv_q8(&m, lut, lutScale, vectors, Int64(batch), &fast, Int64(rows), 0, Int64(rows))
+                mk_force_isa(1)
+                mk_q4_gemv_q8(&m, lut, lutScale, vectors, Int64(batch), &slow, Int64(rows), 0, Int64(rows))
+                mk_force_isa(0)
+                mk_q4_gemv_batch(&m, xs, Int64(cols), Int64(batch), &exact, Int64(rows), 0, Int64(rows))
+            } }
+        }
+        let scale = exact.map(abs).max()!
+        for i in fast.indices {
+            #expect(abs(fast[i] - slow[i]) <= 1e-5 * max(1, abs(slow[i])), "VNNI vs definition at \(i)")
+            #expect(abs(fast[i] - exact[i]) <= 2e-2 * scale, "int8 vs float at \(i)")
+        }
+    }
+
+    @Test(arguments: [5, 12, 29]) func gemmMatchesTheDefinition(tokens: Int) throws {
+        try #require(mk_q8_available() != 0)
+        var random = TestRandom(state: UInt64(tokens))
+        let rows = 40, cols = 256  // 40 rows: two full panels and a partial one
+        let codes = (0..<rows * cols / 2).map { _ in random.byte() }
+        let absmax = (0..<rows * cols / 64).map { _ in abs(random.float()) + 0.1 }
+        let xs = (0..<tokens * cols).map { _ in random.float() }
+        var lut = [UInt8](repeating: 0, count: 16)
+        let lutScale = mk_q8_lut(KernelTests.fp4Table, &lut)
+        var memory = [UInt8](repeating: 0, count: Int(mk_q8_rows_bytes(Int64(tokens), Int64(cols))))
+        var scratch = [UInt8](repeating: 0, count: Int(mk_q4_gemm_q8_scratch_bytes(Int64(cols))))
+        var fast = [Float](repeating: .nan, count: tokens * rows), slow = fast, exact = fast
+        memory.withUnsafeMutableBytes { raw in
+            var x = mk_q8_rows_in(raw.baseAddress!, Int64(tokens), Int64(cols))
+            mk_q8_quantize_rows(xs, Int64(cols), &x)
+            codes.withUnsafeBufferPointer { c in absmax.withUnsafeBufferPointer { a in
+                var m = mk_q4_matrix()
+                m.codes = c.baseAddress; m.absmax = a.baseAddress
+                withUnsafeMutableBytes(of: &m.table) { t in KernelTests.fp4Table.withUnsafeBytes { t.copyMemory(from: $0) } }
+                m.rows = Int64(rows); m.cols = Int64(cols); m.blocksize = 64; m.rounding = Int32(MK_ROUND_NONE.rawValue)
+                mk_q4_gemm_q8(&m, lut, lutScale, &x, &fast, Int64(rows), 0, 3, &scratch)
+                mk_force_isa(1)
+                mk_q4_gemm_q8(&m, lut, lutScale, &x, &slow, Int64(rows), 0, 3, &scratch)
+                mk_force_isa(0)
+                for t in 0..<tokens { mk_q4_gemv(&m, Array(xs[t * cols..<(t + 1) * cols]), &exact[t * rows], 0, Int64(rows)) }
+            } }
+        }
+        let scale = exact.map(abs).max()!
+        for i in fast.indices {
+            #expect(abs(fast[i] - slow[i]) <= 1e-5 * max(1, abs(slow[i])), "VNNI vs definition at \(i)")
+            #expect(abs(fast[i] - exact[i]) <= 2e-2 * scale, "int8 vs float at \(i)")
+        }
+    }
+}
+}

@@ -120,6 +120,29 @@ void mk_q4_gemv_q8(const mk_q4_matrix *w, const uint8_t lut[16], float lut_scale
                    const mk_q8_vector *x, int64_t batch, float *y, int64_t ldy,
                    int64_t row_begin, int64_t row_end);
 
+/// Many activation rows (a prefill chunk) quantized for mk_q4_gemm_q8, in natural order:
+/// q[t * cols + k]; per block of 64: scale[t * blocks + b] and
+/// neg_corr[t * blocks + b] = -128 * sum of the block's quantized values.
+typedef struct {
+    int8_t *q;
+    float *scale;
+    int32_t *neg_corr;
+    int64_t rows;
+    int64_t cols;
+} mk_q8_rows;
+
+int64_t mk_q8_rows_bytes(int64_t rows, int64_t cols);
+mk_q8_rows mk_q8_rows_in(void *memory, int64_t rows, int64_t cols);
+void mk_q8_quantize_rows(const float *x, int64_t ldx, mk_q8_rows *out);
+
+/// Scratch bytes one thread needs for mk_q4_gemm_q8 (a packed panel of 16 weight rows).
+int64_t mk_q4_gemm_q8_scratch_bytes(int64_t cols);
+/// Y[t * ldy + r] = W[r, :] . X[t, :] for all rows t of X and weight rows in the
+/// panels [panel_begin, panel_end) of 16 rows (the last may be partial). Each panel is
+/// decoded once to int8 and multiplied with every activation row (AVX-512 VNNI).
+void mk_q4_gemm_q8(const mk_q4_matrix *w, const uint8_t lut[16], float lut_scale, const mk_q8_rows *x,
+                   float *y, int64_t ldy, int64_t panel_begin, int64_t panel_end, void *scratch);
+
 /// out[(r - row_begin) * cols + c] = W[r, c]: decode rows to float32 (for GEMM).
 void mk_dense_rows_to_f32(const mk_dense_matrix *w, int64_t row_begin, int64_t row_end, float *out);
 void mk_q4_rows_to_f32(const mk_q4_matrix *w, int64_t row_begin, int64_t row_end, float *out);
@@ -159,6 +182,10 @@ void mk_selective_scan(float *h, const float *A, const float *Dskip,
                        const float *z, int64_t ldz,
                        int64_t T, int64_t D, int64_t N, float *y,
                        int64_t d_begin, int64_t d_end);
+
+/// Read [data, data + bytes) once as fast as the CPU can (a bandwidth probe); returns a
+/// value that depends on every byte so the reads cannot be optimized away.
+uint64_t mk_read_bytes(const void *data, int64_t bytes);
 
 // ------------------------------------------------------------- thread pool
 

@@ -1,0 +1,132 @@
+import ArgumentParser
+import FalconMamba
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure prefill and decode speed, and decode bandwidth against a read probe.",
+        discussion: """
+            Runs, for each thread count and precision: a read-bandwidth probe over the mapped \
+            checkpoint, prefill of --prompt random tokens (pp), and --tokens decode steps (tg) \
+            at each batch size, interleaved --repeat times (memory bandwidth drifts on shared \
+            hosts, so runs alternate rather than follow each other); medians are printed.
+            """)
+
+    @Option(name: .long, help: ArgumentHelp("A Hugging Face model folder.", valueName: "dir"))
+    var model: String
+
+    @Option(help: "Prompt tokens for the prefill measurement.")
+    var prompt = 512
+
+    @Option(help: "Decode steps per measurement.")
+    var tokens = 32
+
+    @Option(help: "Comma-separated thread counts.")
+    var threads = "1,2"
+
+    @Option(help: "Comma-separated batch sizes for decode.")
+    var batch = "1,2,4,8"
+
+    @Option(help: "Comma-separated precisions: fast, exact.")
+    var precision = "fast,exact"
+
+    @Option(help: "Interleaved repetitions (medians are reported).")
+    var `repeat` = 3
+
+    @Flag(help: "Also report the fast path's relative logit error against the exact path.")
+    var checkAccuracy = false
+
+    func run() throws {
+        let threadCounts = try parseTokenList(threads)
+        let batches = try parseTokenList(batch)
+        let precisions = try precision.split(separator: ",").map { name in
+            guard let p = Precision(rawValue: String(name)) else { throw ValidationError("unknown precision '\(name)'") }
+            return p
+        }
+        var generator = SeededGenerator(seed: 42)
+        var promptTokens: [Int] = []
+        let probeModel = try FalconMambaModel(directory: model, precision: .exact, pool: ComputePool(threads: 1))
+        for _ in 0..<prompt { promptTokens.append(Int(generator.next() % UInt64(probeModel.vocabSize))) }
+        let bytesPerStep = Double(probeModel.bytesReadPerToken)
+        print("model \(model): \(String(format: "%.2f", bytesPerStep / 1e9)) GB read per decode step, " +
+              "\(ProcessInfo.processInfo.activeProcessorCount) cores")
+        print(pad("threads", 9) + pad("precision", 11) + pad("probe GB/s", 12) + pad("pp\(prompt) tok/s", 15) +
+              batches.map { pad("tg b=\($0) tok/s", 16) }.joined() + pad("tg GB/s", 9) + "of probe")
+
+        for count in threadCounts {
+            let pool = ComputePool(threads: count)
+            for p in precisions {
+                let engine = try FalconMambaModel(directory: model, precision: p, pool: pool)
+                var probes: [Double] = [], prefills: [Double] = [], decodes: [[Double]] = batches.map { _ in [] }
+                for _ in 0..<self.repeat {
+                    probes.append(engine.probeReadBandwidth())
+                    prefills.append(try measurePrefill(engine, promptTokens))
+                    for (i, b) in batches.enumerated() {
+                        decodes[i].append(try measureDecode(engine, batch: b, steps: tokens))
+                    }
+                }
+                let probe = median(probes), single = median(decodes[0])
+                let gbps = single * bytesPerStep / Double(batches[0]) / 1e9  // one pass over the weights per step
+                print(pad("\(count)", 9) + pad(p.rawValue, 11) + pad(String(format: "%.1f", probe / 1e9), 12) +
+                      pad(String(format: "%.1f", median(prefills)), 15) +
+                      decodes.map { pad(String(format: "%.2f", median($0)), 16) }.joined() +
+                      pad(String(format: "%.1f", gbps), 9) + String(format: "%.0f%%", 100 * gbps * 1e9 / probe))
+            }
+        }
+        if checkAccuracy { try reportAccuracy(promptTokens) }
+        let memory = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8))?
+            .split(separator: "\n").filter { $0.hasPrefix("RssAnon") || $0.hasPrefix("RssFile") || $0.hasPrefix("VmHWM") }
+            .map { $0.replacingOccurrences(of: "\t", with: "").replacingOccurrences(of: "  ", with: "") } ?? []
+        print("memory: " + memory.joined(separator: ", ") + " (RssFile is the mapped checkpoint; RssAnon is everything else)")
+    }
+
+    /// Prompt tokens per second for one prefill from the empty state.
+    func measurePrefill(_ engine: FalconMambaModel, _ prompt: [Int]) throws -> Double {
+        var state = engine.newState()
+        let clock = ContinuousClock(), start = clock.now
+        _ = try engine.prefill(prompt, state: &state)
+        return Double(prompt.count) / (clock.now - start).seconds
+    }
+
+    /// Generated tokens per second (all sequences together) for `batch` sequences decoding in step.
+    func measureDecode(_ engine: FalconMambaModel, batch: Int, steps: Int) throws -> Double {
+        var states = (0..<batch).map { _ in engine.newState() }
+        var next = (0..<batch).map { 100 + $0 }
+        _ = try engine.decodeBatch(next, states: &states)  // warm up
+        let clock = ContinuousClock(), start = clock.now
+        for _ in 0..<steps {
+            let output = try engine.decodeBatch(next, states: &states)
+            next = (0..<batch).map { b in argmax(output.logits[b * engine.vocabSize..<(b + 1) * engine.vocabSize]) }
+        }
+        return Double(batch * steps) / (clock.now - start).seconds
+    }
+
+    /// Both precisions on the same tokens (the exact path's greedy continuation fed to both).
+    func reportAccuracy(_ prompt: [Int]) throws {
+        let pool = ComputePool(threads: ProcessInfo.processInfo.activeProcessorCount)
+        let prefix = Array(prompt.prefix(64))
+        var outputs: [[Float]] = [], continuation: [Int] = []
+        for p in [Precision.exact, .fast] {
+            let engine = try FalconMambaModel(directory: model, precision: p, pool: pool)
+            var state = engine.newState()
+            var logits = Array(try engine.prefill(prefix, state: &state, logits: .all).logits)
+            for step in 0..<8 {
+                if p == .exact { continuation.append(argmax(logits.suffix(engine.vocabSize))) }
+                logits += try engine.decodeStep(continuation[step], state: &state).lastLogits
+            }
+            outputs.append(logits)
+        }
+        var worst: Float = 0, scale: Float = 0
+        for (a, b) in zip(outputs[1], outputs[0]) { worst = max(worst, abs(a - b)); scale = max(scale, abs(b)) }
+        print(String(format: "fast vs exact: relative logit error %.2e over %d prefill positions and 8 decode steps",
+                     worst / scale, prefix.count))
+    }
+
+    func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+}
+
+func argmax(_ values: some Collection<Float>) -> Int {
+    var best = 0, bestValue = -Float.infinity
+    for (i, v) in values.enumerated() where v > bestValue { best = i; bestValue = v }
+    return best
+}
