@@ -57,6 +57,12 @@ final class ClientConnection: @unchecked Sendable {
     /// Requests in flight by id: `$/cancelRequest` and a disconnect reach them here.
     let inflight = Mutex<[RPCID: Job]>([:])
     private let disconnected = Atomic<Bool>(false)
+    /// Bytes received and not yet handled on the queue (for read backpressure).
+    private let inbox = Atomic<Int>(0)
+    /// Set once by the channel handler: called when the inbox has drained.
+    nonisolated(unsafe) var onInboxDrained: @Sendable () -> Void = {}
+
+    var inboxBytes: Int { inbox.load(ordering: .relaxed) }
 
     init(number: Int, channel: any Channel, context: DaemonContext) {
         self.number = number
@@ -77,7 +83,11 @@ final class ClientConnection: @unchecked Sendable {
 
     func received(_ body: [UInt8]) {
         let at = ContinuousClock.now
-        queue.async { self.handle(body, receivedAt: at) }
+        inbox.add(body.count, ordering: .relaxed)
+        queue.async {
+            self.handle(body, receivedAt: at)
+            if self.inbox.subtract(body.count, ordering: .relaxed).newValue == 0 { self.onInboxDrained() }
+        }
     }
 
     /// The stream is broken (bad framing, oversize): one error, then close.

@@ -12,15 +12,49 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     private var decoder: FrameDecoder
     private let connection: ClientConnection
+    private var paused = false
+    /// Bytes handed to the connection's queue and not yet handled: reading stops above it.
+    let inboxLimit: Int
 
     init(connection: ClientConnection, limits: FrameLimits) {
         self.connection = connection
         decoder = FrameDecoder(limits: limits)
+        inboxLimit = max(limits.maxMessageBytes, 1 << 20) * 2
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let loop = context.eventLoop
+        let handler = NIOLoopBound(self, eventLoop: loop)
+        let contextBox = NIOLoopBound(context, eventLoop: loop)
+        connection.onInboxDrained = {
+            loop.execute { handler.value.resumeIfPossible(contextBox.value) }
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
         deliver(decoder.feed(buffer.readableBytesView))
+        // Backpressure: a client that sends faster than its messages are handled, or
+        // does not read its replies, is not read from until that clears.
+        if connection.inboxBytes > inboxLimit || !context.channel.isWritable { pause(context) }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        resumeIfPossible(context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    private func pause(_ context: ChannelHandlerContext) {
+        guard !paused else { return }
+        paused = true
+        context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+    }
+
+    func resumeIfPossible(_ context: ChannelHandlerContext) {
+        guard paused, context.channel.isActive, context.channel.isWritable, connection.inboxBytes <= inboxLimit / 2 else { return }
+        paused = false
+        context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+        context.read()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

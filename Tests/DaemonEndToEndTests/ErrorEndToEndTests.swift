@@ -119,3 +119,32 @@ import Testing
         #expect(try daemon.status()["requests"]?["failed"]?.int == 1)
     }
 }
+
+/// A client that floods requests and never reads its replies is not read from any more
+/// (bounded memory), and other clients are still served.
+@Suite struct BackpressureEndToEndTests {
+    @Test func aFloodingClientIsThrottledNotBuffered() throws {
+        let daemon = try TestDaemon()
+        let before = try daemon.status()["memory"]?["rssBytes"]?.int ?? 0
+        let flood = try daemon.client()
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(flood.fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let text = String(repeating: "def f(x): return x * 2\n", count: 1 << 16)   // 1.5 MB per request
+        let message = Array(#"{"jsonrpc":"2.0","id":1,"method":"tokenize","params":{"text":\#(json(text))}}"#.utf8) + [0x0A]
+        var sent = 0
+        let attempted = 200 * message.count
+        sending: for _ in 0..<200 {
+            var offset = 0
+            while offset < message.count {
+                let n = message[offset...].withUnsafeBytes { send(flood.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if n <= 0 { break sending }   // the send timed out: the daemon stopped reading
+                offset += n
+                sent += n
+            }
+        }
+        #expect(sent < attempted / 4, "the daemon kept reading: \(sent) of \(attempted) bytes")
+        let status = try daemon.status()   // another client is still served
+        let growth = (status["memory"]?["rssBytes"]?.int ?? 0) - before
+        #expect(growth < 200 << 20, "resident memory grew by \(growth) bytes")
+    }
+}
