@@ -36,7 +36,7 @@ let package = Package(
         // The server: Unix-socket listener (NIO), connections, scheduler (queue, continuous
         // batching, cancellation), state cache, config file. Wires MambaRPC to the model.
         .target(name: "MambaDaemon", dependencies: [
-            "FalconMamba", "Tokenizer", "MambaRPC",
+            "FalconMamba", "Tokenizer", "MambaRPC", "CSystemd",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

@@ -19,6 +19,8 @@ public final class Daemon: Sendable {
     private let exitCode = Atomic<Int32>(0)
     private let server = Mutex<(any Channel)?>(nil)
     private let signalSources = SignalSources()
+    private let watchdog = SignalSources()
+    private let ownsSocketFile = Atomic<Bool>(true)
 
     public init(configuration: DaemonConfiguration, version: String) {
         self.configuration = configuration
@@ -31,18 +33,24 @@ public final class Daemon: Sendable {
     /// Runs until a signal (0) or a failed model load (1).
     public func run() throws -> Int32 {
         signal(SIGPIPE, SIG_IGN)
-        try SocketListener.clearStale(configuration.socket)
+        let inherited = Systemd.inheritedSocket()
+        ownsSocketFile.store(inherited == nil, ordering: .relaxed)
+        if inherited == nil { try SocketListener.clearStale(configuration.socket) }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let channel: any Channel
         do {
-            channel = try SocketListener.bind(path: configuration.socket, mode: configuration.socketMode, group: group,
-                                              context: context, registry: registry)
+            channel = try SocketListener.bind(path: configuration.socket, mode: configuration.socketMode, inherited: inherited,
+                                              group: group, context: context, registry: registry)
         } catch {
             try? group.syncShutdownGracefully()
             throw ServeError.socket("cannot listen on \(configuration.socket): \(error)")
         }
         server.withLock { $0 = channel }
-        logger.info("listening", metadata: ["socket": "\(configuration.socket)", "mode": "\(String(configuration.socketMode, radix: 8))"])
+        if let inherited {
+            logger.info("listening", metadata: ["socket": "systemd fd \(inherited)"])
+        } else {
+            logger.info("listening", metadata: ["socket": "\(configuration.socket)", "mode": "\(String(configuration.socketMode, radix: 8))"])
+        }
         installSignalHandlers()
 
         let loader = Thread { [self] in load() }
@@ -61,6 +69,8 @@ public final class Daemon: Sendable {
         do {
             let engine = try Engine.load(configuration, logger: logger)
             host.ready(engine)
+            Systemd.notify("READY=1\nSTATUS=serving \(engine.info.name)")
+            watchdog.keep(Systemd.startWatchdog { [host] in if case .ready = host.current { true } else { false } })
             logger.info("ready", metadata: ["model": "\(engine.info.path)", "quantization": "\(engine.info.quantization)",
                                             "loadMs": "\(Int((ContinuousClock.now - start).milliseconds))"])
         } catch {
@@ -87,9 +97,10 @@ public final class Daemon: Sendable {
         let (first, engine) = host.beginDraining()
         guard first else { return }
         logger.info("draining", metadata: ["reason": "\(reason)", "graceMs": "\(configuration.shutdownGraceMs)"])
+        Systemd.notify("STOPPING=1")
         DispatchQueue.global().async { [self] in
             if let channel = server.withLock({ $0 }) { try? channel.close().wait() }
-            unlink(configuration.socket)
+            if ownsSocketFile.load(ordering: .relaxed) { unlink(configuration.socket) }   // systemd owns its own
             if let engine {
                 engine.scheduler.drain(grace: .milliseconds(configuration.shutdownGraceMs))
                 if !engine.scheduler.waitUntilStopped(timeout: .milliseconds(configuration.shutdownGraceMs + 2_000)) {
@@ -106,8 +117,10 @@ public final class Daemon: Sendable {
     }
 }
 
-/// Keeps the signal sources alive for the daemon's life (set once, before any signal).
+/// Keeps dispatch sources (signals, the watchdog timer) alive for the daemon's life
+/// (set once, from one thread).
 private final class SignalSources: @unchecked Sendable {
-    private var sources: [any DispatchSourceSignal] = []
-    func keep(_ sources: [any DispatchSourceSignal]) { self.sources = sources }
+    private var sources: [any DispatchSourceProtocol] = []
+    func keep(_ sources: [any DispatchSourceProtocol]) { self.sources = sources }
+    func keep(_ source: (any DispatchSourceProtocol)?) { if let source { sources = [source] } }
 }

@@ -117,8 +117,9 @@ enum SocketListener {
         }
     }
 
-    /// Binds and listens; each accepted client gets a `ClientConnection`.
-    static func bind(path: String, mode: Int, group: any EventLoopGroup, context: DaemonContext,
+    /// Binds and listens (or adopts `inherited`, a socket systemd already listens on);
+    /// each accepted client gets a `ClientConnection`.
+    static func bind(path: String, mode: Int, inherited: Int32?, group: any EventLoopGroup, context: DaemonContext,
                      registry: ConnectionRegistry) throws -> any Channel {
         let limits = context.configuration.frameLimits
         let bootstrap = ServerBootstrap(group: group)
@@ -130,6 +131,7 @@ enum SocketListener {
                     try channel.pipeline.syncOperations.addHandler(ConnectionHandler(connection: connection, limits: limits))
                 }
             }
+        if let inherited { return try bootstrap.withBoundSocket(inherited).wait() }
         let channel = try bootstrap.bind(unixDomainSocketPath: path).wait()
         guard chmod(path, mode_t(mode)) == 0 else {
             throw ServeError.socket("cannot set mode \(String(mode, radix: 8)) on \(path): \(String(cString: strerror(errno)))")

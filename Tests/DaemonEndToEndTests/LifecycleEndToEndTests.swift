@@ -91,3 +91,44 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: daemon.socket))
     }
 }
+
+/// Under systemd socket activation the daemon adopts the listening socket (fd 3).
+@Suite struct SocketActivationEndToEndTests {
+    static let activator = "/usr/bin/systemd-socket-activate"
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: activator), "needs systemd-socket-activate"))
+    func adoptsTheInheritedSocket() throws {
+        let path = "/tmp/mambad-e2e-activated-\(UUID().uuidString.prefix(8)).sock"
+        defer { unlink(path) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.activator)
+        process.arguments = ["-l", path, TestDaemon.executable.path, "serve", "--model", TestDaemon.model,
+                             "--socket", "/nonexistent/unused.sock", "--precision", "exact"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["MAMBAD_THREADS"] = "1"
+        process.environment = environment
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() } }
+        // the activator binds before it execs the daemon: wait for its socket file
+        let deadline = Date().addingTimeInterval(20)
+        while !FileManager.default.fileExists(atPath: path), Date() < deadline { usleep(10_000) }
+        // the first connection starts the daemon; until the model is loaded it answers -32003
+        var reply: JSONValue = .null
+        while Date() < deadline {
+            let c = try SocketClient(path: path, timeoutSeconds: 20)
+            try c.request("complete", id: 1, params: #"{"tokens":\#(ReferenceCase.all[0].prompt_ids),"maxTokens":16}"#)
+            reply = try c.receiveReply(id: 1).reply
+            if reply.errorCode != -32003 { break }
+            usleep(50_000)
+        }
+        #expect(reply["result"]?["tokens"]?.ints == ReferenceCase.all[0].greedy_ids)
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let log = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(log.contains("systemd fd 3"), "\(log)")
+        #expect(FileManager.default.fileExists(atPath: path), "the socket file belongs to systemd")
+    }
+}
