@@ -47,13 +47,13 @@ import Testing
     @Test func deadlineEndsTheCompletionWithWhatItHas() throws {
         let daemon = try TestDaemon()
         let start = Date()
-        let reply = try daemon.call("complete", #"{"tokens":[1,2,3],"maxTokens":8000,"deadlineMs":300,"cache":false}"#)
+        let reply = try daemon.call("complete", #"{"tokens":[1,2,3],"maxTokens":8000,"deadlineMs":1000,"cache":false}"#)
         let elapsed = Date().timeIntervalSince(start)
         let result = try #require(reply["result"])
         #expect(result["finishReason"] == .string("deadline"))
         let n = result["usage"]?["completionTokens"]?.int ?? -1
         #expect(n > 0 && n < 8000)
-        #expect(elapsed < 5)
+        #expect(elapsed < 15)
         #expect(try daemon.status()["requests"]?["active"]?.int == 0)
     }
 

@@ -17,6 +17,15 @@ import Testing
         #expect(try daemon.status()["state"] == .string("ready"), "the first one is unharmed")
     }
 
+    @Test func aModelThatDoesNotLoadStopsTheDaemon() throws {
+        let missing = "/tmp/mambad-e2e-no-model-\(UUID().uuidString.prefix(8))"
+        let daemon = try TestDaemon(model: missing, until: nil)
+        daemon.process.waitUntilExit()
+        #expect(daemon.process.terminationStatus == 1)
+        #expect(daemon.stderr.contains(missing + "/config.json"), "\(daemon.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: daemon.socket))
+    }
+
     @Test func staleSocketFileIsReplaced() throws {
         let path = "/tmp/mambad-e2e-stale-\(UUID().uuidString.prefix(8)).sock"
         defer { unlink(path) }
