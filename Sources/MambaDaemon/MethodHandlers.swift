@@ -155,7 +155,7 @@ extension ClientConnection {
         inflight.withLock { if $0[id] === job { $0[id] = nil } }
         switch outcome {
         case .completion(let result):
-            reply(RPCOutbound.response(id: id, result: result), to: slot)
+            reply(RPCOutbound.response(id: id, rawResult: result.json), to: slot)
         case .embedding(let result):
             reply(RPCOutbound.response(id: id, rawResult: result.json), to: slot)
         case .failure(let error):

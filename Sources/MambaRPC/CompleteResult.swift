@@ -79,3 +79,64 @@ public struct CompleteResult: Codable, Sendable, Equatable {
         self.logprobs = logprobs
     }
 }
+
+extension CompleteResult {
+    /// The same JSON as `WireJSON.encode(self)` (sorted keys), written by hand: a long
+    /// completion with logprobs holds thousands of objects, and NaN or infinity can
+    /// never reach the wire.
+    public var json: [UInt8] {
+        var w = JSONWriter(capacity: 256 + tokens.count * 8 + (logprobs?.count ?? 0) * 64)
+        w.raw(#"{"finishReason":"#)
+        w.string(finishReason.rawValue)
+        if let logprobs {
+            w.raw(#","logprobs":["#)
+            for (i, entry) in logprobs.enumerated() {
+                if i > 0 { w.raw(",") }
+                w.raw(#"{"logprob":"#)
+                w.float(entry.logprob)
+                w.raw(#","text":"#)
+                w.string(entry.text)
+                w.raw(#","token":"#)
+                w.integer(entry.token)
+                w.raw(#","top":["#)
+                for (j, alternative) in entry.top.enumerated() {
+                    if j > 0 { w.raw(",") }
+                    w.raw(#"{"logprob":"#)
+                    w.float(alternative.logprob)
+                    w.raw(#","text":"#)
+                    w.string(alternative.text)
+                    w.raw(#","token":"#)
+                    w.integer(alternative.token)
+                    w.raw("}")
+                }
+                w.raw("]}")
+            }
+            w.raw("]")
+        }
+        w.raw(#","text":"#)
+        w.string(text)
+        w.raw(#","timings":{"decodeMs":"#)
+        w.double(timings.decodeMs)
+        w.raw(#","firstTokenMs":"#)
+        w.double(timings.firstTokenMs)
+        w.raw(#","prefillMs":"#)
+        w.double(timings.prefillMs)
+        w.raw(#","queueMs":"#)
+        w.double(timings.queueMs)
+        w.raw(#","tokensPerSecond":"#)
+        w.double(timings.tokensPerSecond)
+        w.raw(#"},"tokens":["#)
+        for (i, token) in tokens.enumerated() {
+            if i > 0 { w.raw(",") }
+            w.integer(token)
+        }
+        w.raw(#"],"usage":{"cachedTokens":"#)
+        w.integer(usage.cachedTokens)
+        w.raw(#","completionTokens":"#)
+        w.integer(usage.completionTokens)
+        w.raw(#","promptTokens":"#)
+        w.integer(usage.promptTokens)
+        w.raw("}}")
+        return w.bytes
+    }
+}

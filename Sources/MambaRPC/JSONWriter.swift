@@ -14,14 +14,18 @@ public struct JSONWriter: Sendable {
 
     public mutating func integer(_ value: Int) { bytes.append(contentsOf: String(value).utf8) }
 
+    /// Integral values are written without a fraction, as JSONEncoder writes them.
     public mutating func float(_ value: Float) {
         if value.isNaN { bytes.append(UInt8(ascii: "0")); return }
+        if value == value.rounded(), abs(value) < 1.6e7 { integer(Int(value)); return }
         let finite = value.isInfinite ? (value < 0 ? -Float.greatestFiniteMagnitude : .greatestFiniteMagnitude) : value
         bytes.append(contentsOf: finite.description.utf8)
     }
 
+    /// Integral values are written without a fraction, as JSONEncoder writes them.
     public mutating func double(_ value: Double) {
         if value.isNaN { bytes.append(UInt8(ascii: "0")); return }
+        if value == value.rounded(), abs(value) < 9e15 { integer(Int(value)); return }
         let finite = value.isInfinite ? (value < 0 ? -Double.greatestFiniteMagnitude : .greatestFiniteMagnitude) : value
         bytes.append(contentsOf: finite.description.utf8)
     }

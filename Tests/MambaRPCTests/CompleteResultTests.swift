@@ -20,6 +20,16 @@ import Testing
         #expect(try WireJSON.decode(CompleteResult.self, from: Data(Self.golden.utf8)) == Self.value)
     }
 
+    @Test func handWrittenJSONIsTheGoldenJSON() throws {
+        #expect(String(decoding: Self.value.json, as: UTF8.self) == Self.golden)
+        var value = Self.value
+        value.logprobs = nil
+        value.text = "a\"\n\u{1}é"
+        #expect(value.json == [UInt8](try WireJSON.encode(value)))
+        value.logprobs = [.init(token: 3, text: "", logprob: -.infinity, top: [])]
+        #expect(try WireJSON.decode(CompleteResult.self, from: Data(value.json)).logprobs?[0].logprob == -Float.greatestFiniteMagnitude)
+    }
+
     @Test func logprobsAreOmittedWhenNotAsked() throws {
         var value = Self.value
         value.logprobs = nil
