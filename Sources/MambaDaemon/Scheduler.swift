@@ -139,10 +139,11 @@ final class Scheduler: @unchecked Sendable {
     private func admit(_ job: Job) {
         switch job.work {
         case .complete(let request):
-            let seq = ActiveCompletion(job: job, request: request, state: model.newState(), tokenizer: tokenizer)
+            // a cache hit replaces the fresh state: allocate that (40 MiB on the 7B) only on a miss
+            let hit = request.params.cache ? cache.lookup(request.prompt) : nil
+            let seq = ActiveCompletion(job: job, request: request, state: hit?.state ?? model.newState(), tokenizer: tokenizer)
             if request.params.cache {
-                if let hit = cache.lookup(request.prompt) {
-                    seq.state = hit.state
+                if let hit {
                     seq.position = hit.tokens
                     seq.cachedTokens = hit.tokens
                     if hit.tokens == request.prompt.count { seq.promptLogits = hit.logits }
@@ -403,9 +404,11 @@ final class Scheduler: @unchecked Sendable {
         emb.vectors.append(emb.pooled(tokens: tokens.count))
         emb.input += 1
         emb.position = 0
-        emb.state = model.newState()
-        emb.sum = [Double](repeating: 0, count: model.hiddenSize)
-        guard emb.input == emb.request.inputs.count else { return }
+        guard emb.input == emb.request.inputs.count else {
+            emb.state = model.newState()
+            emb.sum = [Double](repeating: 0, count: model.hiddenSize)
+            return
+        }
         emb.finished = true
         logger.info("embed finished", metadata: ["req": "\(emb.job.label)", "inputs": "\(emb.request.inputs.count)",
                                                   "promptTokens": "\(emb.promptTokens)"])
