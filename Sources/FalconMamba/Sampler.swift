@@ -120,9 +120,10 @@ public struct Sampler: Sendable {
         return candidates[keep - 1].id
     }
 
-    static func argmax(_ logits: [Float]) -> Int {
-        var best = 0
-        for i in logits.indices where logits[i] > logits[best] { best = i }
+    /// The index of the largest logit (the first one on ties): the greedy choice.
+    public static func argmax(_ logits: some Collection<Float>) -> Int {
+        var best = 0, bestValue = -Float.infinity
+        for (i, v) in logits.enumerated() where v > bestValue { best = i; bestValue = v }
         return best
     }
 }

@@ -96,7 +96,7 @@ struct Bench: ParsableCommand {
         let clock = ContinuousClock(), start = clock.now
         for _ in 0..<steps {
             let output = try engine.decodeBatch(next, states: &states)
-            next = (0..<batch).map { b in argmax(output.logits[b * engine.vocabSize..<(b + 1) * engine.vocabSize]) }
+            next = (0..<batch).map { b in Sampler.argmax(output.logits[b * engine.vocabSize..<(b + 1) * engine.vocabSize]) }
         }
         return Double(batch * steps) / (clock.now - start).seconds
     }
@@ -111,7 +111,7 @@ struct Bench: ParsableCommand {
             var state = engine.newState()
             var logits = Array(try engine.prefill(prefix, state: &state, logits: .all).logits)
             for step in 0..<8 {
-                if p == .exact { continuation.append(argmax(logits.suffix(engine.vocabSize))) }
+                if p == .exact { continuation.append(Sampler.argmax(logits.suffix(engine.vocabSize))) }
                 logits += try engine.decodeStep(continuation[step], state: &state).lastLogits
             }
             outputs.append(logits)
@@ -123,10 +123,4 @@ struct Bench: ParsableCommand {
     }
 
     func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-}
-
-func argmax(_ values: some Collection<Float>) -> Int {
-    var best = 0, bestValue = -Float.infinity
-    for (i, v) in values.enumerated() where v > bestValue { best = i; bestValue = v }
-    return best
 }
