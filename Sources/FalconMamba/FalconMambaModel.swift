@@ -71,14 +71,30 @@ public final class FalconMambaModel: Sendable {
     /// Exact (bitsandbytes-identical) or fast (int8) 4-bit products.
     public let precision: Precision
 
+    /// Where the fast path's packed weights came from.
+    public enum PackSource: Sendable, Equatable {
+        /// Not packed: the exact path, or a CPU without AVX-512 VNNI.
+        case none
+        /// Mapped from an existing cache file.
+        case cacheFile(String)
+        /// Packed during this load, and saved to this cache file if any.
+        case packed(cacheFile: String?)
+    }
+    /// Set once while loading.
+    public private(set) nonisolated(unsafe) var packSource: PackSource = .none
+
     /// Tokens per internal prefill chunk: bounds activation memory for long prompts.
     public static let prefillChunk = 256
 
-    public convenience init(directory: String, precision: Precision = .exact, pool: ComputePool = .shared) throws(CheckpointError) {
-        try self.init(checkpoint: Checkpoint(directory: directory), precision: precision, pool: pool)
+    /// Load a checkpoint folder. On the fast path, `cache` is where packed weights are
+    /// kept between runs (nil: pack into memory on every start).
+    public convenience init(directory: String, precision: Precision = .exact, pool: ComputePool = .shared,
+                            cache: PackedWeightsCache? = PackedWeightsCache.defaultDirectory.map(PackedWeightsCache.init)) throws(CheckpointError) {
+        try self.init(checkpoint: Checkpoint(directory: directory), precision: precision, pool: pool, cache: cache)
     }
 
-    public init(checkpoint: Checkpoint, precision: Precision = .exact, pool: ComputePool = .shared) throws(CheckpointError) {
+    public init(checkpoint: Checkpoint, precision: Precision = .exact, pool: ComputePool = .shared,
+                cache: PackedWeightsCache? = PackedWeightsCache.defaultDirectory.map(PackedWeightsCache.init)) throws(CheckpointError) {
         self.pool = pool
         self.precision = precision
         let config = checkpoint.config
@@ -120,6 +136,54 @@ public final class FalconMambaModel: Sendable {
             throw .missingTensor(tensor: "lm_head.weight (config.json has tie_word_embeddings false)",
                                  path: checkpoint.describeLocation(of: "lm_head.weight"))
         }
+        if precision == .fast { packWeights(cache: cache) }
+    }
+
+    /// Every matrix the fast path can take, repacked (CKernels/packed.c): mapped from
+    /// the cache file when one matches, else packed into a new cache file (or anonymous
+    /// memory without a usable cache). The checkpoint's pages are then released from this
+    /// process: decode reads the packed copy; the mapping stays for embedding rows.
+    private func packWeights(cache: PackedWeightsCache?) {
+        let plans = matrices.compactMap { linear in linear.packLayout.map { (linear, $0) } }
+        guard !plans.isEmpty else { return }
+        let layouts = plans.map(\.1)
+        var offsets: [Int] = [], total = PackedWeightsCache.headerBytes(count: plans.count)
+        for layout in layouts { offsets.append(total); total += layout.span }
+
+        let target = cache.map { $0.path(for: checkpoint, layouts: layouts) }
+        if let cache, let target, let file = cache.open(target.path, key: target.key, layouts: layouts, offsets: offsets, total: total) {
+            for (i, (linear, layout)) in plans.enumerated() {
+                var m = layout.matrix(at: file.base + offsets[i])
+                PackedWeightsCache.entry(i, in: file, into: &m)
+                linear.adopt(PackedWeights(matrix: m, layout: layout, owner: file))
+            }
+            packSource = .cacheFile(target.path)
+        } else {
+            let created = cache.flatMap { $0.create(total: total) }
+            let base: UnsafeMutableRawPointer, owner: AnyObject
+            if let created {
+                (base, owner) = (created.file.base, created.file)
+            } else if let memory = HugePageMemory(bytes: total) {
+                (base, owner) = (memory.base, memory)
+            } else {
+                return  // no memory for a packed copy: the exact kernels serve
+            }
+            var packed: [mk_packed_matrix] = []
+            for (i, (linear, layout)) in plans.enumerated() {
+                packed.append(linear.pack(layout, into: base + offsets[i], pool: pool))
+            }
+            for (i, (linear, layout)) in plans.enumerated() {
+                linear.adopt(PackedWeights(matrix: packed[i], layout: layout, owner: owner))
+            }
+            if let cache, let created, let target,
+               cache.commit(created.file, temporaryPath: created.temporaryPath, path: target.path, key: target.key,
+                            matrices: packed, offsets: offsets, total: total) {
+                packSource = .packed(cacheFile: target.path)
+            } else {
+                packSource = .packed(cacheFile: nil)
+            }
+        }
+        for file in checkpoint.files { file.file.releaseResidentPages() }
     }
 
     /// An empty context for this model.
@@ -198,28 +262,38 @@ public final class FalconMambaModel: Sendable {
 }
 
 extension FalconMambaModel {
-    /// Checkpoint bytes one decode step reads: every layer's weights, the lm_head and one
-    /// embedding row (what bandwidth is counted against).
+    /// Bytes one decode step reads: every layer's weights (as packed for the fast path,
+    /// else as stored), the lm_head and one embedding row (what bandwidth is counted against).
     public var bytesReadPerToken: Int {
         let perLayer = layers.reduce(0) { sum, layer in
-            sum + layer.inProj.storedBytes + layer.xProj.storedBytes + layer.dtProj.storedBytes + layer.outProj.storedBytes
+            sum + [layer.inProj, layer.xProj, layer.dtProj, layer.outProj].reduce(0) { $0 + $1.bytesPerProduct(precision) }
                 + (layer.norm.count + layer.convWeight.count + (layer.convBias?.count ?? 0) + layer.dtBias.count
                    + layer.A.count + layer.D.count) * embeddings.dtype.byteSize
         }
-        return perLayer + lmHead.storedBytes + hiddenSize * embeddings.dtype.byteSize
+        return perLayer + lmHead.bytesPerProduct(precision) + hiddenSize * embeddings.dtype.byteSize
     }
 
-    /// Read every mapped checkpoint byte once on the pool's threads: the bandwidth a
-    /// decode step could reach at best. Returns bytes per second.
+    /// Bytes of the weights repacked for the fast path (held in memory; 0 on the exact path).
+    public var packedBytes: Int { matrices.reduce(0) { $0 + ($1.packed?.bytes ?? 0) } }
+
+    var matrices: [Linear] { layers.flatMap { [$0.inProj, $0.xProj, $0.dtProj, $0.outProj] } + [lmHead] }
+
+    /// Read the weights a decode step reads once, on the pool's threads: the packed copy
+    /// on the fast path, else every mapped checkpoint byte. The bandwidth a decode step
+    /// could reach at best, in bytes per second.
     public func probeReadBandwidth() -> Double {
         let chunk = 8 << 20
-        var pieces: [(UnsafeRawPointer, Int)] = []
-        for file in checkpoint.files {
-            guard let base = file.file.base else { continue }
-            for offset in stride(from: 0, to: file.file.size, by: chunk) {
-                pieces.append((base + offset, min(chunk, file.file.size - offset)))
-            }
+        var regions: [(UnsafeRawPointer, Int)] = []
+        if packedBytes > 0 {
+            regions = matrices.flatMap { $0.packed?.regions ?? [] }
+        } else {
+            for file in checkpoint.files { if let base = file.file.base { regions.append((base, file.file.size)) } }
         }
+        var pieces: [(UnsafeRawPointer, Int)] = []
+        for (base, size) in regions {
+            for offset in stride(from: 0, to: size, by: chunk) { pieces.append((base + offset, min(chunk, size - offset))) }
+        }
+        let total = pieces.reduce(0) { $0 + $1.1 }
         let clock = ContinuousClock(), start = clock.now
         var sink = [UInt64](repeating: 0, count: pieces.count)
         sink.withUnsafeMutableBufferPointer { sink in
@@ -227,6 +301,6 @@ extension FalconMambaModel {
         }
         let seconds = (clock.now - start).seconds
         precondition(sink.count == pieces.count)
-        return Double(checkpoint.mappedBytes) / seconds
+        return Double(total) / seconds
     }
 }

@@ -25,7 +25,7 @@ private struct Workspace {
                      t * d,       // dt
                      t * d,       // scan output
                      tile,        // decoded weight tiles, one per thread
-                     max(t * Int(mk_q8_vector_bytes(Int64(max(h, d, xw)))), Int(mk_q8_rows_bytes(Int64(t), Int64(max(h, d, xw))))) / 4 + 16]  // int8 activations
+                     Int(mk_q8_rows_bytes(Int64(t), Int64(max(h, d, xw)))) / 4 + 16]  // int8 activations
         var offsets: [Int] = [], total = 0
         for size in sizes { offsets.append(total); total += size }
         storage = [Float](repeating: 0, count: total)
@@ -103,7 +103,8 @@ extension FalconMambaModel {
                 output.logits.append(contentsOf: repeatElement(0, count: rows.count * vocabSize))
                 output.logits.withUnsafeMutableBufferPointer { logits in
                     lmHead.apply(normed + rows.lowerBound * h, ldx: h, count: rows.count,
-                                 into: logits.baseAddress! + first, ldy: vocabSize, scratch: scratch, pool: pool)
+                                 into: logits.baseAddress! + first, ldy: vocabSize, scratch: scratch, pool: pool,
+                                 precision: precision, q8Scratch: q8)
                 }
                 output.logitRows += rows.count
             }

@@ -41,8 +41,8 @@ public final class Linear: @unchecked Sendable {
 
     private enum Matrix { case dense(mk_dense_matrix), q4(mk_q4_matrix) }
     private let matrix: Matrix
-    /// The int8 form of the 4-bit table for the fast path, when this matrix fits it.
-    private let q8Table: (lut: [UInt8], scale: Float)?
+    /// The int8 fast path's copy (see `pack`), when the CPU and the shape allow it.
+    private(set) var packed: PackedWeights?
     private let retained: [AnyObject]  // the mapped file, and any decoded absmax
 
     /// A dense weight (F32, F16 or BF16) of shape [rows, cols].
@@ -67,7 +67,6 @@ public final class Linear: @unchecked Sendable {
         } else {
             matrix = .dense(mk_dense_matrix(data: data, dtype: Int32(kernelType.rawValue), rows: Int64(rows), cols: Int64(cols)))
         }
-        q8Table = nil
         self.retained = retained
     }
 
@@ -149,13 +148,6 @@ public final class Linear: @unchecked Sendable {
         matrix.blocksize = Int64(state.blocksize)
         matrix.rounding = Int32(state.rounding.rawValue)
         self.matrix = .q4(matrix)
-        if mk_q4_fits_q8(&matrix) != 0 {
-            var lut = [UInt8](repeating: 0, count: 16)
-            let scale = mk_q8_lut(table, &lut)
-            q8Table = (lut, scale)
-        } else {
-            q8Table = nil
-        }
         retained = owned + [absmaxView.file]
     }
 
@@ -196,29 +188,44 @@ public final class Linear: @unchecked Sendable {
     /// Scratch floats one thread needs for `apply` with more than MK_MAX_BATCH rows.
     var tileFloats: Int { tileRows * cols }
 
-    /// Y[t, :] = X[t, :] · Wᵀ for `count` rows of X (tokens). X has leading dimension
-    /// ldx, Y ldy. Up to MK_MAX_BATCH rows: a batched GEMV split over rows of W. More:
-    /// W is decoded tile by tile and multiplied with OpenBLAS sgemm, tiles split over
-    /// threads. `scratch` holds `pool.threads * tileFloats` floats.
-    func apply(_ x: UnsafePointer<Float>, ldx: Int, count: Int, into y: UnsafeMutablePointer<Float>, ldy: Int,
-               scratch: UnsafeMutablePointer<Float>, pool: ComputePool, precision: Precision = .exact,
-               q8Scratch: UnsafeMutableRawPointer? = nil) {
-        if precision == .fast, count <= Int(MK_MAX_BATCH), let q8Table, let q8Scratch, case .q4(var m) = matrix,
-           mk_q8_available() != 0 {
-            let stride = Int(mk_q8_vector_bytes(Int64(cols)))
-            var vectors = (0..<count).map { mk_q8_vector_in(q8Scratch + $0 * stride, Int64(cols)) }
-            for b in 0..<count { mk_q8_quantize(x + b * ldx, Int64(cols), &vectors[b]) }
-            vectors.withUnsafeBufferPointer { vectors in
-                pool.parallelRanges(rows, granularity: 16, perThread: 8) { range in
-                    mk_q4_gemv_q8(&m, q8Table.lut, q8Table.scale, vectors.baseAddress, Int64(count), y, Int64(ldy),
-                                  Int64(range.lowerBound), Int64(range.upperBound))
-                }
-            }
-            return
+    /// The layout this matrix packs to for the int8 fast path; nil where the CPU lacks
+    /// VNNI or the shape does not fit (those keep the exact kernels).
+    var packLayout: PackedLayout? {
+        guard mk_q8_available() != 0, mk_packed_fits(Int64(cols)) != 0 else { return nil }
+        switch matrix {
+        case .dense: return PackedLayout(rows: rows, cols: cols, bits: 8)
+        case .q4(let m): return m.blocksize % 64 == 0 ? PackedLayout(rows: rows, cols: cols, bits: 4) : nil
         }
-        if precision == .fast, count > Int(MK_MAX_BATCH), let q8Table, let q8Scratch, case .q4(var m) = matrix,
-           mk_q8_available() != 0 {
-            var activations = mk_q8_rows_in(q8Scratch, Int64(count), Int64(cols))
+    }
+
+    /// Pack into `base` (layout.span bytes).
+    func pack(_ layout: PackedLayout, into base: UnsafeMutableRawPointer, pool: ComputePool) -> mk_packed_matrix {
+        switch matrix {
+        case .dense(let m): Packing.pack(dense: m, layout: layout, into: base, pool: pool)
+        case .q4(let m): Packing.pack(q4: m, layout: layout, into: base, pool: pool)
+        }
+    }
+
+    /// Use packed weights from now on (once, while loading, before the model is shared).
+    func adopt(_ weights: PackedWeights) { packed = weights }
+
+    /// Bytes one product reads: the packed copy's, or the checkpoint's.
+    func bytesPerProduct(_ precision: Precision) -> Int {
+        if precision == .fast, let packed { packed.bytes } else { storedBytes }
+    }
+
+    /// Scratch bytes per thread the packed path needs (prefill decodes a panel there).
+    var panelScratchBytes: Int { Int(mk_packed_scratch_bytes(Int64(cols))) }
+
+    /// The int8 path: quantize X to int8 per block of 64, then one pass over the packed
+    /// panels, split across threads.
+    private func applyPacked(_ packed: PackedWeights, _ x: UnsafePointer<Float>, ldx: Int, count: Int,
+                             into y: UnsafeMutablePointer<Float>, ldy: Int, pool: ComputePool,
+                             q8Scratch: UnsafeMutableRawPointer, panelScratch: UnsafeMutableRawPointer) {
+        var activations = mk_q8_rows_in(q8Scratch, Int64(count), Int64(cols))
+        if count <= Int(MK_MAX_BATCH) {
+            mk_q8_quantize_rows(x, Int64(ldx), &activations)
+        } else {
             pool.parallelRanges(count) { tokens in
                 var part = activations
                 part.rows = Int64(tokens.count)
@@ -227,15 +234,34 @@ public final class Linear: @unchecked Sendable {
                 part.neg_corr += tokens.lowerBound * (cols / 64)
                 mk_q8_quantize_rows(x + tokens.lowerBound * ldx, Int64(ldx), &part)
             }
-            let panels = (rows + 15) / 16
-            let stride = (Int(mk_q4_gemm_q8_scratch_bytes(Int64(cols))) + 63) / 64 * 64
-            pool.parallelFor(pool.threads) { thread in
-                let share = (panels + pool.threads - 1) / pool.threads
-                let first = thread * share, last = min(panels, first + share)
-                guard first < last else { return }
-                mk_q4_gemm_q8(&m, q8Table.lut, q8Table.scale, &activations, y, Int64(ldy), Int64(first), Int64(last),
-                              UnsafeMutableRawPointer(scratch) + thread * stride)
+        }
+        var m = packed.matrix
+        let panels = Int(mk_packed_panels(Int64(rows)))
+        if count <= Int(MK_MAX_BATCH) {
+            pool.parallelRanges(panels, perThread: 8) { range in
+                mk_packed_gemm(&m, &activations, y, Int64(ldy), Int64(range.lowerBound), Int64(range.upperBound), nil)
             }
+            return
+        }
+        let stride = (panelScratchBytes + 63) / 64 * 64
+        pool.parallelFor(pool.threads) { thread in
+            let share = (panels + pool.threads - 1) / pool.threads
+            let first = thread * share, last = min(panels, first + share)
+            guard first < last else { return }
+            mk_packed_gemm(&m, &activations, y, Int64(ldy), Int64(first), Int64(last), panelScratch + thread * stride)
+        }
+    }
+
+    /// Y[t, :] = X[t, :] · Wᵀ for `count` rows of X (tokens). X has leading dimension
+    /// ldx, Y ldy. Up to MK_MAX_BATCH rows: a batched GEMV split over rows of W. More:
+    /// W is decoded tile by tile and multiplied with OpenBLAS sgemm, tiles split over
+    /// threads. `scratch` holds `pool.threads * tileFloats` floats.
+    func apply(_ x: UnsafePointer<Float>, ldx: Int, count: Int, into y: UnsafeMutablePointer<Float>, ldy: Int,
+               scratch: UnsafeMutablePointer<Float>, pool: ComputePool, precision: Precision = .exact,
+               q8Scratch: UnsafeMutableRawPointer? = nil) {
+        if precision == .fast, let packed, let q8Scratch {
+            applyPacked(packed, x, ldx: ldx, count: count, into: y, ldy: ldy, pool: pool,
+                        q8Scratch: q8Scratch, panelScratch: UnsafeMutableRawPointer(scratch))
             return
         }
         if count <= Int(MK_MAX_BATCH) {

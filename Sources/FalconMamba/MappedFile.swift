@@ -13,6 +13,8 @@ public final class MappedFile: @unchecked Sendable {
     public let size: Int
     /// The first byte of the mapping (nil for an empty file).
     public let base: UnsafeRawPointer?
+    /// Device, inode, size and modification time: changes whenever the file does.
+    let identity: String
 
     public init(path: String) throws(CheckpointError) {
         self.path = path
@@ -31,6 +33,7 @@ public final class MappedFile: @unchecked Sendable {
             throw .unreadableFile(path: path, reason: "not a regular file")
         }
         size = Int(info.st_size)
+        identity = "\(info.st_dev):\(info.st_ino):\(info.st_size):\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
         if size == 0 {
             base = nil
             return
@@ -43,6 +46,12 @@ public final class MappedFile: @unchecked Sendable {
 
     deinit {
         if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+    }
+
+    /// Drop this process's page mappings (the page cache keeps the data; a later access
+    /// maps it again). Used once the weights live in a repacked copy.
+    func releaseResidentPages() {
+        if let base { _ = madvise(UnsafeMutableRawPointer(mutating: base), size, MADV_DONTNEED) }
     }
 
     /// The bytes [offset, offset + count) of the file; the caller has checked the range.

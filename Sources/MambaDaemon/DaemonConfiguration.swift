@@ -1,3 +1,4 @@
+import FalconMamba
 import Foundation
 import Logging
 import MambaRPC
@@ -10,6 +11,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Permission bits of the socket file.
     public var socketMode: Int = 0o660
     public var precision: String = "fast"
+    /// Folder for the fast path's packed weights (nil: pack into memory at every start).
+    public var packedCache: String?
     /// Compute threads (0 = one per core).
     public var threads: Int = 0
     public var maxMessageBytes: Int = 8 << 20
@@ -41,12 +44,13 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public init(environment: [String: String] = [:]) {
         let runtime = environment["XDG_RUNTIME_DIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         socket = runtime + "/mambad.sock"
+        packedCache = PackedWeightsCache.defaultDirectory { environment[$0] }
     }
 
     public var frameLimits: FrameLimits { FrameLimits(maxMessageBytes: maxMessageBytes, maxHeaderBytes: maxHeaderBytes) }
 
     /// The keys, as written in the config file and (with `--`) on the command line.
-    public static let keys = ["model", "socket", "socket-mode", "precision", "threads", "max-message-bytes",
+    public static let keys = ["model", "socket", "socket-mode", "precision", "packed-cache", "threads", "max-message-bytes",
                               "max-header-bytes", "max-batch", "max-active", "max-queue", "max-pending-per-connection",
                               "max-prompt-tokens", "max-completion-tokens", "cache-bytes", "prefill-chunk",
                               "shutdown-grace-ms", "log-level", "debug-load-delay-ms"]
@@ -74,6 +78,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
                     throw .badValue(source: source, key: key, value: value, expected: "fast or exact")
                 }
                 precision = value
+            case "packed-cache": packedCache = value == "none" || value.isEmpty ? nil : value
             case "threads": threads = try int()
             case "max-message-bytes": maxMessageBytes = try int(min: 1024)
             case "max-header-bytes": maxHeaderBytes = try int(min: 64)

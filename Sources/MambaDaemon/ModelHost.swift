@@ -16,7 +16,13 @@ struct Engine: Sendable {
     static func load(_ config: DaemonConfiguration, logger: Logger) throws -> Engine {
         guard let directory = config.model else { throw ServeError.noModel }
         let pool = config.threads > 0 ? ComputePool(threads: config.threads) : ComputePool.shared
-        let model = try FalconMambaModel(directory: directory, precision: config.precision == "exact" ? .exact : .fast, pool: pool)
+        let model = try FalconMambaModel(directory: directory, precision: config.precision == "exact" ? .exact : .fast, pool: pool,
+                                         cache: config.packedCache.map(PackedWeightsCache.init))
+        switch model.packSource {
+        case .none: break
+        case .cacheFile(let path): logger.info("packed weights mapped from the cache", metadata: ["file": "\(path)"])
+        case .packed(let path): logger.info("weights packed for the fast path", metadata: ["saved": "\(path ?? "no (in memory)")"])
+        }
         let tokenizer = Self.tokenizer(directory: directory, vocabSize: model.vocabSize, logger: logger)
         let scheduler = Scheduler(model: model, tokenizer: tokenizer,
                                   limits: .init(maxActive: config.maxActive, maxQueue: config.maxQueue,

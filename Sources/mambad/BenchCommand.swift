@@ -33,6 +33,18 @@ struct Bench: ParsableCommand {
     @Option(help: "Interleaved repetitions (medians are reported).")
     var `repeat` = 3
 
+    @Option(name: .customLong("packed-cache"), help: ArgumentHelp(
+        "Folder for the fast path's packed weights, or none to pack into memory (default as for serve).", valueName: "dir"))
+    var packedCache: String?
+
+    var cache: PackedWeightsCache? {
+        switch packedCache {
+        case nil: PackedWeightsCache.defaultDirectory.map(PackedWeightsCache.init)
+        case "none"?: nil
+        case let dir?: PackedWeightsCache(directory: dir)
+        }
+    }
+
     @Flag(help: "Also report the fast path's relative logit error against the exact path.")
     var checkAccuracy = false
 
@@ -47,16 +59,21 @@ struct Bench: ParsableCommand {
         var promptTokens: [Int] = []
         let probeModel = try FalconMambaModel(directory: model, precision: .exact, pool: ComputePool(threads: 1))
         for _ in 0..<prompt { promptTokens.append(Int(generator.next() % UInt64(probeModel.vocabSize))) }
-        let bytesPerStep = Double(probeModel.bytesReadPerToken)
-        print("model \(model): \(String(format: "%.2f", bytesPerStep / 1e9)) GB read per decode step, " +
-              "\(ProcessInfo.processInfo.activeProcessorCount) cores")
-        print(pad("threads", 9) + pad("precision", 11) + pad("probe GB/s", 12) + pad("pp\(prompt) tok/s", 15) +
-              batches.map { pad("tg b=\($0) tok/s", 16) }.joined() + pad("tg GB/s", 9) + "of probe")
+        print("model \(model): \(String(format: "%.2f", Double(probeModel.checkpoint.mappedBytes) / 1e9)) GB of checkpoint, " +
+              "\(ProcessInfo.processInfo.activeProcessorCount) cores, kernels \(ComputePool.instructionSet)")
+        var header = pad("threads", 9) + pad("precision", 11) + pad("load s", 8) + pad("GB/step", 9)
+        header += pad("probe GB/s", 12) + pad("pp\(prompt) tok/s", 15)
+        header += batches.map { pad("tg b=\($0) tok/s", 16) }.joined()
+        header += pad("tg GB/s", 9) + pad("of probe", 10) + "RSS beyond weights"
+        print(header)
 
         for count in threadCounts {
             let pool = ComputePool(threads: count)
             for p in precisions {
-                let engine = try FalconMambaModel(directory: model, precision: p, pool: pool)
+                let clock = ContinuousClock(), loadStart = clock.now
+                let engine = try FalconMambaModel(directory: model, precision: p, pool: pool, cache: cache)
+                let loadSeconds = (clock.now - loadStart).seconds
+                let bytesPerStep = Double(engine.bytesReadPerToken)
                 var probes: [Double] = [], prefills: [Double] = [], decodes: [[Double]] = batches.map { _ in [] }
                 for _ in 0..<self.repeat {
                     probes.append(engine.probeReadBandwidth())
@@ -67,17 +84,37 @@ struct Bench: ParsableCommand {
                 }
                 let probe = median(probes), single = median(decodes[0])
                 let gbps = single * bytesPerStep / Double(batches[0]) / 1e9  // one pass over the weights per step
-                print(pad("\(count)", 9) + pad(p.rawValue, 11) + pad(String(format: "%.1f", probe / 1e9), 12) +
-                      pad(String(format: "%.1f", median(prefills)), 15) +
-                      decodes.map { pad(String(format: "%.2f", median($0)), 16) }.joined() +
-                      pad(String(format: "%.1f", gbps), 9) + String(format: "%.0f%%", 100 * gbps * 1e9 / probe))
+                // Resident memory that is not weights: anonymous pages, less the packed copy
+                // when it lives there (file-backed pages, the checkpoint's or the packed
+                // cache file's, are the weights themselves).
+                let anonymousWeights = engine.packSource == .packed(cacheFile: nil) ? engine.packedBytes : 0
+                let beyond = Double(Self.statusKilobytes("RssAnon") * 1024 - anonymousWeights) / 1e6
+                var row = pad("\(count)", 9) + pad(p.rawValue, 11) + pad(String(format: "%.2f", loadSeconds), 8)
+                row += pad(String(format: "%.2f", bytesPerStep / 1e9), 9) + pad(String(format: "%.1f", probe / 1e9), 12)
+                row += pad(String(format: "%.1f", median(prefills)), 15)
+                row += decodes.map { pad(String(format: "%.2f", median($0)), 16) }.joined()
+                row += pad(String(format: "%.1f", gbps), 9) + pad(String(format: "%.0f%%", 100 * gbps * 1e9 / probe), 10)
+                print(row + String(format: "%.0f MB", beyond))
+                print("  " + Self.describe(engine.packSource))
             }
         }
         if checkAccuracy { try reportAccuracy(promptTokens) }
-        let memory = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8))?
-            .split(separator: "\n").filter { $0.hasPrefix("RssAnon") || $0.hasPrefix("RssFile") || $0.hasPrefix("VmHWM") }
-            .map { $0.replacingOccurrences(of: "\t", with: "").replacingOccurrences(of: "  ", with: "") } ?? []
-        print("memory: " + memory.joined(separator: ", ") + " (RssFile is the mapped checkpoint; RssAnon is everything else)")
+    }
+
+    static func describe(_ source: FalconMambaModel.PackSource) -> String {
+        switch source {
+        case .none: "weights read from the checkpoint mapping"
+        case .cacheFile(let path): "packed weights mapped from \(path)"
+        case .packed(let path?): "weights packed during load, saved to \(path)"
+        case .packed(nil): "weights packed into memory during load (no cache folder)"
+        }
+    }
+
+    /// A "Key: N kB" line of /proc/self/status, in kilobytes (0 where unavailable).
+    static func statusKilobytes(_ key: String) -> Int {
+        let lines = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8))?.split(separator: "\n") ?? []
+        guard let line = lines.first(where: { $0.hasPrefix(key + ":") }) else { return 0 }
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
     }
 
     /// Prompt tokens per second for one prefill from the empty state.
@@ -107,7 +144,7 @@ struct Bench: ParsableCommand {
         let prefix = Array(prompt.prefix(64))
         var outputs: [[Float]] = [], continuation: [Int] = []
         for p in [Precision.exact, .fast] {
-            let engine = try FalconMambaModel(directory: model, precision: p, pool: pool)
+            let engine = try FalconMambaModel(directory: model, precision: p, pool: pool, cache: cache)
             var state = engine.newState()
             var logits = Array(try engine.prefill(prefix, state: &state, logits: .all).logits)
             for step in 0..<8 {

@@ -72,14 +72,16 @@ import Testing
     }
 }
 
-/// The fast path (int8 activations, AVX-512 VNNI) meets its stated, looser bound: relative
-/// logit error at most 7e-2 on these fixtures, and the reference's greedy tokens wherever
-/// the reference's top-2 gap is larger than twice that error. The tiny random models
-/// amplify weight perturbations (their README: bf16 rounding alone moves their logits by
-/// ~1e-2); FP4 maps to int8 almost exactly and stays near 2.5e-2, NF4's irrational table
-/// reaches ~6.5e-2. docs/performance.md gives the error on the full-size model.
+/// The fast path (int8 activations, AVX-512 VNNI, every matrix packed, the lm_head in
+/// int8) meets its stated, looser bound: relative logit error at most 1e-1 on these
+/// fixtures, and the reference's greedy tokens wherever the reference's top-2 gap is
+/// larger than twice that error. The tiny random models amplify weight perturbations
+/// (their README: bf16 rounding alone moves their logits by ~1e-2), and their 64-wide
+/// in_proj quantizes each activation block of a whole row at once: dense and FP4
+/// fixtures reach ~8.3e-2, NF4 (an irrational table in int8) ~9.5e-2. On the full-size
+/// model the error is ~1e-2 (docs/performance.md, `mambad bench --check-accuracy`).
 @Suite struct FastPathAccuracyTests {
-    static let bound: Float = 7e-2
+    static let bound: Float = 1e-1
 
     @Test(arguments: Fixtures.names)
     func fastPathStaysWithinItsBound(fixture name: String) throws {

@@ -138,11 +138,18 @@ struct FalconVocabCase: Decodable {
         #expect((object["usage"] as? [String: Int])?["promptTokens"] == c.prompt_ids.count)
     }
 
-    @Test func streamedTextEqualsTheJSONText() throws {
+    @Test(arguments: ["fast", "exact"]) func streamedTextEqualsTheJSONText(precision: String) throws {
         let c = FalconVocabCase.all[0]
-        let plain = try Mambad.run(["run", "--model", Mambad.model("tiny-falcon-vocab-nf4"), "--max-tokens", "16", "--ignore-eos", c.prompt])
+        let arguments = ["run", "--model", Mambad.model("tiny-falcon-vocab-nf4"), "--max-tokens", "16", "--ignore-eos",
+                         "--precision", precision, c.prompt]
+        let plain = try Mambad.run(arguments)
         #expect(plain.status == 0)
-        #expect(plain.stdout == c.greedy_text + "\n")
+        let json = try Mambad.run(arguments + ["--json"])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let text = try #require(object["text"] as? String)
+        #expect(!text.isEmpty)
+        #expect(plain.stdout == text + "\n")
+        if precision == "exact" { #expect(text == c.greedy_text) }
     }
 
     @Test func tokenizeAndDetokenize() throws {

@@ -83,46 +83,14 @@ void mk_q4_gemv_batch(const mk_q4_matrix *w, const float *x, int64_t ldx, int64_
 
 // ------------------------------------------- int8 fast path (approximate)
 //
-// The fast decode path multiplies 4-bit weights with int8 activations (AVX-512 VNNI
-// vpdpbusd): each block of 64 activations is quantized to int8 with its own scale,
-// and the 16 weight codes map to int8 values round(table * multiplier). It is not
-// bit-exact with bitsandbytes; see mk_q8_lut for the weight side. Requires
-// blocksize 64 and cols a multiple of 128.
+// The fast path multiplies int8 activations (each block of 64 quantized with its own
+// scale) with weights repacked once at load into panels of 16 rows (AVX-512 VNNI
+// vpdpbusd, 16 rows x 4 columns per instruction). 4-bit weights keep their codes and
+// map them to int8 through a 16-entry table; dense weights (the lm_head) become int8
+// per row and block of 64. Not bit-exact with bitsandbytes: see docs/performance.md.
 
-/// An activation vector quantized for mk_q4_gemv_q8, in pairs of 64-element blocks.
-/// For pair p (elements [128p, 128p + 128)): q[128p + j] = element 2j and
-/// q[128p + 64 + j] = element 2j + 1 (j < 64), matching the nibble order of the codes;
-/// scale[16p + l] is the scale of the block lane l falls in; neg_corr[16p + l] is
-/// -128 * (sum of the 8 quantized elements [128p + 8l, 128p + 8l + 8)).
-typedef struct {
-    int8_t *q;          // cols
-    float *scale;       // cols / 8
-    int32_t *neg_corr;  // cols / 8
-} mk_q8_vector;
-
-/// Bytes an mk_q8_vector of `cols` elements needs (cols a multiple of 128).
-int64_t mk_q8_vector_bytes(int64_t cols);
-/// Lay out an mk_q8_vector in `memory` (mk_q8_vector_bytes(cols) bytes, 64-byte aligned).
-mk_q8_vector mk_q8_vector_in(void *memory, int64_t cols);
-void mk_q8_quantize(const float *x, int64_t cols, mk_q8_vector *out);
-
-/// The int8 weight table: lut[i] = round(table[i] * multiplier) + 128 (as unsigned),
-/// with the multiplier (at most 127 / max|table|) that represents the table best.
-/// Returns 1 / multiplier.
-float mk_q8_lut(const float table[16], uint8_t lut[16]);
-
-/// Whether this CPU runs the int8 path (AVX-512 VNNI), and whether a matrix fits it.
-int mk_q8_available(void);
-int mk_q4_fits_q8(const mk_q4_matrix *w);
-
-/// y[b * ldy + r] = W[r, :] . x_b for the quantized vectors x[0..batch), rows [row_begin, row_end).
-void mk_q4_gemv_q8(const mk_q4_matrix *w, const uint8_t lut[16], float lut_scale,
-                   const mk_q8_vector *x, int64_t batch, float *y, int64_t ldy,
-                   int64_t row_begin, int64_t row_end);
-
-/// Many activation rows (a prefill chunk) quantized for mk_q4_gemm_q8, in natural order:
-/// q[t * cols + k]; per block of 64: scale[t * blocks + b] and
-/// neg_corr[t * blocks + b] = -128 * sum of the block's quantized values.
+/// Activation rows quantized to int8: q[t * cols + k]; per block of 64:
+/// scale[t * blocks + b] and neg_corr[t * blocks + b] = -128 * the block's sum of q.
 typedef struct {
     int8_t *q;
     float *scale;
@@ -132,16 +100,59 @@ typedef struct {
 } mk_q8_rows;
 
 int64_t mk_q8_rows_bytes(int64_t rows, int64_t cols);
+/// Lay out mk_q8_rows in `memory` (mk_q8_rows_bytes bytes; aligned to 64 inside).
 mk_q8_rows mk_q8_rows_in(void *memory, int64_t rows, int64_t cols);
 void mk_q8_quantize_rows(const float *x, int64_t ldx, mk_q8_rows *out);
 
-/// Scratch bytes one thread needs for mk_q4_gemm_q8 (a packed panel of 16 weight rows).
-int64_t mk_q4_gemm_q8_scratch_bytes(int64_t cols);
-/// Y[t * ldy + r] = W[r, :] . X[t, :] for all rows t of X and weight rows in the
-/// panels [panel_begin, panel_end) of 16 rows (the last may be partial). Each panel is
-/// decoded once to int8 and multiplied with every activation row (AVX-512 VNNI).
-void mk_q4_gemm_q8(const mk_q4_matrix *w, const uint8_t lut[16], float lut_scale, const mk_q8_rows *x,
-                   float *y, int64_t ldy, int64_t panel_begin, int64_t panel_end, void *scratch);
+/// The int8 weight table: lut[i] = round(table[i] * multiplier) + 128 (as unsigned),
+/// with the multiplier (at most 127 / max|table|) that represents the table best.
+/// Returns 1 / multiplier.
+float mk_q8_lut(const float table[16], uint8_t lut[16]);
+
+/// Whether the int8 kernels run here (AVX-512 VNNI, and the avx512 path not forced off).
+int mk_q8_available(void);
+
+/// A matrix repacked for the int8 path (layout in packed.c): rows in panels of 16,
+/// columns in blocks of 64; per (panel, block) the weights and 16 float16 row scales.
+typedef struct {
+    const uint8_t *codes;    // mk_packed_code_bytes
+    const uint16_t *scales;  // mk_packed_scale_count float16 values
+    uint8_t lut[16];         // bits 4: code -> int8 weight + 128
+    float out_scale;         // results are multiplied by this
+    int64_t rows;
+    int64_t cols;
+    int32_t bits;            // 4 (codes into lut) or 8 (uint8 = int8 + 128)
+} mk_packed_matrix;
+
+/// Whether a matrix with this many columns can be packed (a multiple of 64).
+int mk_packed_fits(int64_t cols);
+int64_t mk_packed_panels(int64_t rows);
+int64_t mk_packed_code_bytes(int64_t rows, int64_t cols, int32_t bits);
+int64_t mk_packed_scale_count(int64_t rows, int64_t cols);
+/// The power of two that brings `max_scale` just under 2^15 (float16 keeps 11 bits).
+float mk_packed_scale_multiplier(float max_scale);
+/// Scratch bytes one thread needs for mk_pack_q4 and mk_packed_gemm.
+int64_t mk_packed_scratch_bytes(int64_t cols);
+
+/// The largest absmax of a 4-bit matrix (for mk_packed_scale_multiplier).
+float mk_q4_max_absmax(const mk_q4_matrix *w);
+/// Pack panels [panel_begin, panel_end) of a 4-bit matrix (blocksize a multiple of 64):
+/// codes keep their values (use mk_q8_lut for the table), scales are absmax * multiplier.
+void mk_pack_q4(const mk_q4_matrix *w, float multiplier, int64_t panel_begin, int64_t panel_end,
+                uint8_t *codes, uint16_t *scales, void *scratch);
+
+/// The largest |W[r, c]| over rows [row_begin, row_end); rows_f32 holds 16 * cols floats.
+float mk_dense_max_abs(const mk_dense_matrix *w, int64_t row_begin, int64_t row_end, float *rows_f32);
+/// Pack panels of a dense matrix as int8 (bits 8) with a scale per row and block of 64,
+/// stored times `multiplier`; rows_f32 holds 16 * cols floats.
+void mk_pack_dense_q8(const mk_dense_matrix *w, float multiplier, int64_t panel_begin, int64_t panel_end,
+                      uint8_t *codes, uint16_t *scales, float *rows_f32);
+
+/// Y[t * ldy + r] = W[r, :] . X[t, :] for every row t of X and the rows of panels
+/// [panel_begin, panel_end). Up to 8 rows of X (decode, a batch) run straight from the
+/// packed codes; more (prefill) decode each panel once and reuse it for 12 rows at a time.
+void mk_packed_gemm(const mk_packed_matrix *w, const mk_q8_rows *x, float *y, int64_t ldy,
+                    int64_t panel_begin, int64_t panel_end, void *scratch);
 
 /// out[(r - row_begin) * cols + c] = W[r, c]: decode rows to float32 (for GEMM).
 void mk_dense_rows_to_f32(const mk_dense_matrix *w, int64_t row_begin, int64_t row_end, float *out);

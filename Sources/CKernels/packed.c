@@ -1,0 +1,376 @@
+// Weights repacked for the int8 path, and the products over them.
+//
+// A packed matrix is cut into panels of 16 rows and, along the columns, blocks of 64.
+// For every (panel, block) it stores 16 half-precision row scales and the weights in
+// the order vpdpbusd consumes them: one 64-byte vector holds 4 consecutive columns of
+// all 16 rows (byte 4i + j is row i, column 4q + j of the block), so one instruction
+// multiplies 16 rows by 4 broadcast activations and no horizontal sums are needed.
+//
+//   bits 8: 16 such vectors (q = 0..15) of uint8 (int8 value + 128): 1024 bytes.
+//   bits 4: 8 vectors of nibbles (512 bytes); vector c holds column group q = c in its
+//           low nibbles and q = c + 8 in its high nibbles, as codes into `lut`.
+//
+// Reading one packed panel serves every sequence of a batch; the same bytes feed the
+// prefill GEMM. Scales are stored times a power of two (`scale_multiplier`) so that
+// the largest fits float16; `out_scale` undoes it.
+#include "internal.h"
+#include <math.h>
+#include <stdlib.h>
+
+int mk_packed_fits(int64_t cols) { return cols > 0 && cols % 64 == 0; }
+
+int64_t mk_packed_panels(int64_t rows) { return (rows + 15) / 16; }
+
+int64_t mk_packed_code_bytes(int64_t rows, int64_t cols, int32_t bits) {
+    return mk_packed_panels(rows) * (cols / 64) * (bits == 4 ? 512 : 1024);
+}
+
+int64_t mk_packed_scale_count(int64_t rows, int64_t cols) { return mk_packed_panels(rows) * (cols / 64) * 16; }
+
+float mk_packed_scale_multiplier(float max_scale) {
+    if (!(max_scale > 0) || !isfinite(max_scale)) return 1.0f;
+    int exponent;
+    frexpf(max_scale, &exponent);  // max_scale = m * 2^exponent, m in [0.5, 1)
+    int shift = 15 - exponent;     // max_scale * 2^shift < 2^15
+    if (shift > 100) shift = 100;
+    if (shift < -100) shift = -100;
+    return ldexpf(1.0f, shift);
+}
+
+float mk_q4_max_absmax(const mk_q4_matrix *w) {
+    const int64_t blocks = (w->rows * w->cols + w->blocksize - 1) / w->blocksize;
+    float m = 0;
+    for (int64_t i = 0; i < blocks; i++) m = fmaxf(m, fabsf(w->absmax[i]));
+    return m;
+}
+
+/// Scale of rows [r0, r0 + 16), 64-column block b, into out[16] (zero for missing rows).
+static void q4_panel_scales(const mk_q4_matrix *w, int64_t r0, int64_t b, float multiplier, uint16_t out[16]) {
+    for (int64_t i = 0; i < 16; i++) {
+        const int64_t r = r0 + i;
+        out[i] = r < w->rows ? mk_f32_to_f16(w->absmax[(r * w->cols + 64 * b) / w->blocksize] * multiplier) : 0;
+    }
+}
+
+/// The code of element (r, k) of a bitsandbytes matrix: two a byte, the first high.
+static inline uint8_t q4_code(const mk_q4_matrix *w, int64_t r, int64_t k) {
+    const int64_t e = r * w->cols + k;
+    const uint8_t byte = w->codes[e / 2];
+    return e % 2 == 0 ? byte >> 4 : byte & 15;
+}
+
+static void pack_q4_scalar(const mk_q4_matrix *w, float multiplier, int64_t p0, int64_t p1,
+                           uint8_t *codes, uint16_t *scales) {
+    const int64_t blocks = w->cols / 64;
+    for (int64_t p = p0; p < p1; p++) {
+        for (int64_t b = 0; b < blocks; b++) {
+            uint8_t *out = codes + (p * blocks + b) * 512;
+            for (int c = 0; c < 8; c++)
+                for (int i = 0; i < 16; i++)
+                    for (int j = 0; j < 4; j++) {
+                        const int64_t r = p * 16 + i, k = 64 * b + 4 * c + j;
+                        const uint8_t lo = r < w->rows ? q4_code(w, r, k) : 0;
+                        const uint8_t hi = r < w->rows ? q4_code(w, r, k + 32) : 0;
+                        out[c * 64 + 4 * i + j] = (uint8_t)(lo | hi << 4);
+                    }
+            q4_panel_scales(w, p * 16, b, multiplier, scales + (p * blocks + b) * 16);
+        }
+    }
+}
+
+void mk_pack_dense_q8(const mk_dense_matrix *w, float multiplier, int64_t p0, int64_t p1,
+                      uint8_t *codes, uint16_t *scales, float *rows_f32) {
+    const int64_t n = w->cols, blocks = n / 64;
+    for (int64_t p = p0; p < p1; p++) {
+        const int64_t r0 = p * 16, count = w->rows - r0 < 16 ? w->rows - r0 : 16;
+        mk_dense_rows_to_f32(w, r0, r0 + count, rows_f32);
+        for (int64_t b = 0; b < blocks; b++) {
+            uint8_t *out = codes + (p * blocks + b) * 1024;
+            uint16_t *s = scales + (p * blocks + b) * 16;
+            for (int64_t i = 0; i < 16; i++) {
+                if (i >= count) {
+                    s[i] = 0;
+                    for (int q = 0; q < 16; q++) memset(out + q * 64 + 4 * i, 128, 4);
+                    continue;
+                }
+                const float *x = rows_f32 + i * n + 64 * b;
+                float amax = 0;
+                for (int k = 0; k < 64; k++) amax = fmaxf(amax, fabsf(x[k]));
+                // Quantize against the scale as stored (float16), so the two agree.
+                s[i] = mk_f32_to_f16(amax / 127.0f * multiplier);
+                const float stored = mk_f16_to_f32(s[i]) / multiplier;
+                const float inverse = stored > 0 ? 1.0f / stored : 0.0f;
+                for (int k = 0; k < 64; k++) {
+                    long v = lrintf(x[k] * inverse);
+                    v = v > 127 ? 127 : v < -127 ? -127 : v;
+                    out[(k / 4) * 64 + 4 * i + k % 4] = (uint8_t)(v + 128);
+                }
+            }
+        }
+    }
+}
+
+float mk_dense_max_abs(const mk_dense_matrix *w, int64_t r0, int64_t r1, float *rows_f32) {
+    float m = 0;
+    for (int64_t r = r0; r < r1; r += 16) {
+        const int64_t end = r + 16 < r1 ? r + 16 : r1;
+        mk_dense_rows_to_f32(w, r, end, rows_f32);
+        for (int64_t i = 0; i < (end - r) * w->cols; i++) m = fmaxf(m, fabsf(rows_f32[i]));
+    }
+    return m;
+}
+
+int64_t mk_packed_scratch_bytes(int64_t cols) { return cols * 16 + 128; }
+
+/// The uint8 weight of row i, column k of block b in panel p.
+static inline uint8_t packed_weight(const mk_packed_matrix *w, int64_t p, int64_t b, int i, int k) {
+    const int64_t blocks = w->cols / 64;
+    const int q = k / 4, j = k % 4;
+    if (w->bits == 8) return w->codes[(p * blocks + b) * 1024 + q * 64 + 4 * i + j];
+    const uint8_t byte = w->codes[(p * blocks + b) * 512 + (q % 8) * 64 + 4 * i + j];
+    return w->lut[q < 8 ? byte & 15 : byte >> 4];
+}
+
+/// The definition, one element at a time: what the VNNI kernel computes, up to the
+/// order of float operations.
+static void gemm_scalar(const mk_packed_matrix *w, const mk_q8_rows *x, float *y, int64_t ldy, int64_t p0, int64_t p1) {
+    const int64_t n = w->cols, blocks = n / 64;
+    for (int64_t p = p0; p < p1; p++)
+        for (int i = 0; i < 16 && p * 16 + i < w->rows; i++)
+            for (int64_t t = 0; t < x->rows; t++) {
+                float sum = 0;
+                for (int64_t b = 0; b < blocks; b++) {
+                    int32_t dot = x->neg_corr[t * blocks + b];
+                    for (int k = 0; k < 64; k++) dot += (int32_t)packed_weight(w, p, b, i, k) * x->q[t * n + 64 * b + k];
+                    const float s = mk_f16_to_f32(w->scales[(p * blocks + b) * 16 + i]);
+                    sum += (float)dot * (s * x->scale[t * blocks + b]);
+                }
+                y[t * ldy + p * 16 + i] = sum * w->out_scale;
+            }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")))
+
+/// Pack 16 rows of 4-bit codes: each row is spread to one code per byte, then the 4-byte
+/// column groups of the 16 rows are gathered into one vector and two groups merged.
+VNNI static void pack_q4_avx512(const mk_q4_matrix *w, float multiplier, int64_t p0, int64_t p1,
+                                uint8_t *codes, uint16_t *scales, uint8_t *rows) {
+    const int64_t n = w->cols, blocks = n / 64;
+    const __m512i nibble = _mm512_set1_epi8(0x0F);
+    const __m512i index = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                             _mm512_set1_epi32((int)n));
+    for (int64_t p = p0; p < p1; p++) {
+        for (int64_t i = 0; i < 16; i++) {
+            const int64_t r = p * 16 + i;
+            uint8_t *row = rows + i * n;
+            if (r >= w->rows || (r * n) % 2 != 0 || n % 128 != 0) {
+                for (int64_t k = 0; k < n; k++) row[k] = r < w->rows ? q4_code(w, r, k) : 0;
+                continue;
+            }
+            const uint8_t *src = w->codes + r * n / 2;
+            for (int64_t c = 0; c < n / 2; c += 64) {
+                const __m512i bytes = _mm512_loadu_si512(src + c);
+                const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), nibble);
+                const __m512i lo = _mm512_and_si512(bytes, nibble);
+                const __m512i a = _mm512_unpacklo_epi8(hi, lo), b = _mm512_unpackhi_epi8(hi, lo);
+                // unpack works per 128-bit lane: a holds elements [0,16) [32,48) [64,80) [96,112), b the others
+                _mm512_storeu_si512(row + 2 * c, _mm512_permutex2var_epi64(a, _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0), b));
+                _mm512_storeu_si512(row + 2 * c + 64, _mm512_permutex2var_epi64(a, _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4), b));
+            }
+        }
+        for (int64_t b = 0; b < blocks; b++) {
+            uint8_t *out = codes + (p * blocks + b) * 512;
+            for (int c = 0; c < 8; c++) {
+                const __m512i lo = _mm512_i32gather_epi32(index, rows + 64 * b + 4 * c, 1);
+                const __m512i hi = _mm512_i32gather_epi32(index, rows + 64 * b + 4 * c + 32, 1);
+                _mm512_storeu_si512(out + c * 64, _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4)));
+            }
+            q4_panel_scales(w, p * 16, b, multiplier, scales + (p * blocks + b) * 16);
+        }
+    }
+}
+
+VNNI static inline __m512i broadcast_word(const int8_t *p) {
+    int32_t word;
+    memcpy(&word, p, 4);
+    return _mm512_set1_epi32(word);
+}
+
+/// T activation rows (from t0) against one panel of 4-bit codes, decoded in registers.
+/// With few rows, two dot-product chains per row (low and high nibbles) hide vpdpbusd's
+/// latency; with more, one chain per row keeps every accumulator in a register.
+VNNI static inline __attribute__((always_inline)) void tile_q4(
+    const mk_packed_matrix *w, int64_t p, const mk_q8_rows *x, int64_t t0, const int T, float *y, int64_t ldy) {
+    const int64_t n = w->cols, blocks = n / 64;
+    const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->lut));
+    const __m512i nibble = _mm512_set1_epi8(0x0F);
+    const uint8_t *codes = w->codes + p * blocks * 512;
+    const uint16_t *scales = w->scales + p * blocks * 16;
+    const int split = T <= 4;
+    __m512 acc[8];
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < blocks; b++) {
+        __m512i lo_dot[8], hi_dot[4];
+        const int8_t *xq = x->q + t0 * n + 64 * b;
+        for (int t = 0; t < T; t++) lo_dot[t] = _mm512_set1_epi32(x->neg_corr[(t0 + t) * blocks + b]);
+        if (split)
+            for (int t = 0; t < T; t++) hi_dot[t] = _mm512_setzero_si512();
+        for (int c = 0; c < 8; c++) {
+            const __m512i v = _mm512_loadu_si512(codes + (b * 8 + c) * 64);
+            const __m512i lo = _mm512_shuffle_epi8(table, _mm512_and_si512(v, nibble));
+            const __m512i hi = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble));
+            for (int t = 0; t < T; t++) {
+                lo_dot[t] = _mm512_dpbusd_epi32(lo_dot[t], lo, broadcast_word(xq + t * n + 4 * c));
+                if (split) hi_dot[t] = _mm512_dpbusd_epi32(hi_dot[t], hi, broadcast_word(xq + t * n + 4 * c + 32));
+                else lo_dot[t] = _mm512_dpbusd_epi32(lo_dot[t], hi, broadcast_word(xq + t * n + 4 * c + 32));
+            }
+        }
+        const __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + b * 16)));
+        for (int t = 0; t < T; t++) {
+            const __m512 s = _mm512_mul_ps(ws, _mm512_set1_ps(x->scale[(t0 + t) * blocks + b]));
+            const __m512i dot = split ? _mm512_add_epi32(lo_dot[t], hi_dot[t]) : lo_dot[t];
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc[t]);
+        }
+    }
+    const __m512 out = _mm512_set1_ps(w->out_scale);
+    const int64_t valid_rows = w->rows - p * 16 < 16 ? w->rows - p * 16 : 16;
+    const __mmask16 valid = (__mmask16)((1u << valid_rows) - 1);
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + p * 16, valid, _mm512_mul_ps(acc[t], out));
+}
+
+/// T activation rows against one panel of uint8 weights ([blocks][16][64] bytes). With
+/// few rows, two dot-product chains per row hide vpdpbusd's latency; with more, the rows
+/// interleave on their own and one chain keeps all accumulators in registers.
+VNNI static inline __attribute__((always_inline)) void tile_u8(
+    const mk_packed_matrix *w, const uint8_t *panel, int64_t p, const mk_q8_rows *x, int64_t t0, const int T,
+    float *y, int64_t ldy) {
+    const int64_t n = w->cols, blocks = n / 64;
+    const uint16_t *scales = w->scales + p * blocks * 16;
+    const int split = T <= 4;
+    __m512 acc[12];
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < blocks; b++) {
+        __m512i even[12], odd[4];
+        const int8_t *xq = x->q + t0 * n + 64 * b;
+        for (int t = 0; t < T; t++) even[t] = _mm512_set1_epi32(x->neg_corr[(t0 + t) * blocks + b]);
+        if (split)
+            for (int t = 0; t < T; t++) odd[t] = _mm512_setzero_si512();
+        for (int q = 0; q < 16; q += 2) {
+            const __m512i v0 = _mm512_loadu_si512(panel + (b * 16 + q) * 64);
+            const __m512i v1 = _mm512_loadu_si512(panel + (b * 16 + q + 1) * 64);
+            for (int t = 0; t < T; t++) {
+                even[t] = _mm512_dpbusd_epi32(even[t], v0, broadcast_word(xq + t * n + 4 * q));
+                if (split) odd[t] = _mm512_dpbusd_epi32(odd[t], v1, broadcast_word(xq + t * n + 4 * q + 4));
+                else even[t] = _mm512_dpbusd_epi32(even[t], v1, broadcast_word(xq + t * n + 4 * q + 4));
+            }
+        }
+        const __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + b * 16)));
+        for (int t = 0; t < T; t++) {
+            const __m512i dot = split ? _mm512_add_epi32(even[t], odd[t]) : even[t];
+            const __m512 s = _mm512_mul_ps(ws, _mm512_set1_ps(x->scale[(t0 + t) * blocks + b]));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc[t]);
+        }
+    }
+    const __m512 out = _mm512_set1_ps(w->out_scale);
+    const int64_t valid_rows = w->rows - p * 16 < 16 ? w->rows - p * 16 : 16;
+    const __mmask16 valid = (__mmask16)((1u << valid_rows) - 1);
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + p * 16, valid, _mm512_mul_ps(acc[t], out));
+}
+
+/// Spread one panel of 4-bit codes to uint8 weights through the table (for many tokens).
+VNNI static void unpack_q4_panel(const mk_packed_matrix *w, int64_t p, uint8_t *panel) {
+    const int64_t blocks = w->cols / 64;
+    const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->lut));
+    const __m512i nibble = _mm512_set1_epi8(0x0F);
+    const uint8_t *codes = w->codes + p * blocks * 512;
+    for (int64_t b = 0; b < blocks; b++)
+        for (int c = 0; c < 8; c++) {
+            const __m512i v = _mm512_loadu_si512(codes + (b * 8 + c) * 64);
+            _mm512_store_si512(panel + (b * 16 + c) * 64, _mm512_shuffle_epi8(table, _mm512_and_si512(v, nibble)));
+            _mm512_store_si512(panel + (b * 16 + c + 8) * 64,
+                               _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble)));
+        }
+}
+
+#define TOKENS 12
+
+VNNI static void tile_u8_any(const mk_packed_matrix *w, const uint8_t *panel, int64_t p, const mk_q8_rows *x,
+                             int64_t t0, int64_t T, float *y, int64_t ldy) {
+    switch (T) {
+    case 1: tile_u8(w, panel, p, x, t0, 1, y, ldy); break;
+    case 2: tile_u8(w, panel, p, x, t0, 2, y, ldy); break;
+    case 3: tile_u8(w, panel, p, x, t0, 3, y, ldy); break;
+    case 4: tile_u8(w, panel, p, x, t0, 4, y, ldy); break;
+    case 5: tile_u8(w, panel, p, x, t0, 5, y, ldy); break;
+    case 6: tile_u8(w, panel, p, x, t0, 6, y, ldy); break;
+    case 7: tile_u8(w, panel, p, x, t0, 7, y, ldy); break;
+    case 8: tile_u8(w, panel, p, x, t0, 8, y, ldy); break;
+    case 9: tile_u8(w, panel, p, x, t0, 9, y, ldy); break;
+    case 10: tile_u8(w, panel, p, x, t0, 10, y, ldy); break;
+    case 11: tile_u8(w, panel, p, x, t0, 11, y, ldy); break;
+    default: tile_u8(w, panel, p, x, t0, TOKENS, y, ldy); break;
+    }
+}
+
+VNNI static void tile_q4_any(const mk_packed_matrix *w, int64_t p, const mk_q8_rows *x, int64_t T, float *y, int64_t ldy) {
+    switch (T) {
+    case 1: tile_q4(w, p, x, 0, 1, y, ldy); break;
+    case 2: tile_q4(w, p, x, 0, 2, y, ldy); break;
+    case 3: tile_q4(w, p, x, 0, 3, y, ldy); break;
+    case 4: tile_q4(w, p, x, 0, 4, y, ldy); break;
+    case 5: tile_q4(w, p, x, 0, 5, y, ldy); break;
+    case 6: tile_q4(w, p, x, 0, 6, y, ldy); break;
+    case 7: tile_q4(w, p, x, 0, 7, y, ldy); break;
+    default: tile_q4(w, p, x, 0, 8, y, ldy); break;
+    }
+}
+
+VNNI static void gemm_vnni(const mk_packed_matrix *w, const mk_q8_rows *x, float *y, int64_t ldy,
+                           int64_t p0, int64_t p1, void *scratch) {
+    const int64_t blocks = w->cols / 64;
+    uint8_t *unpacked = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    for (int64_t p = p0; p < p1; p++) {
+        if (w->bits == 4 && x->rows <= 8) {
+            tile_q4_any(w, p, x, x->rows, y, ldy);
+            continue;
+        }
+        const uint8_t *panel = w->codes + p * blocks * 1024;
+        if (w->bits == 4) {
+            unpack_q4_panel(w, p, unpacked);
+            panel = unpacked;
+        }
+        for (int64_t t0 = 0; t0 < x->rows; t0 += TOKENS) {
+            const int64_t T = x->rows - t0 < TOKENS ? x->rows - t0 : TOKENS;
+            tile_u8_any(w, panel, p, x, t0, T, y, ldy);
+        }
+    }
+}
+#endif
+
+static int vnni_usable(void) { return mk_q8_available(); }
+
+void mk_pack_q4(const mk_q4_matrix *w, float multiplier, int64_t p0, int64_t p1,
+                uint8_t *codes, uint16_t *scales, void *scratch) {
+#if defined(__x86_64__)
+    if (vnni_usable()) {
+        pack_q4_avx512(w, multiplier, p0, p1, codes, scales, (uint8_t *)scratch);
+        return;
+    }
+#endif
+    (void)scratch;
+    pack_q4_scalar(w, multiplier, p0, p1, codes, scales);
+}
+
+void mk_packed_gemm(const mk_packed_matrix *w, const mk_q8_rows *x, float *y, int64_t ldy,
+                    int64_t p0, int64_t p1, void *scratch) {
+#if defined(__x86_64__)
+    if (vnni_usable()) {
+        gemm_vnni(w, x, y, ldy, p0, p1, scratch);
+        return;
+    }
+#endif
+    (void)scratch;
+    gemm_scalar(w, x, y, ldy, p0, p1);
+}

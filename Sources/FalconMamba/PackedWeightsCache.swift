@@ -1,0 +1,144 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CKernels
+
+/// A folder where packed weights are kept between runs, one file per checkpoint
+/// version. The first start packs (a few seconds for the 7B) straight into a new file;
+/// later starts map that file from the page cache and are ready at once, and every
+/// process serving the model shares the same pages. A file whose key (the checkpoint
+/// files' device, inode, size and mtime, and the packed shapes) does not match is not
+/// used; files are written under a temporary name and renamed into place.
+public struct PackedWeightsCache: Sendable {
+    public let directory: String
+
+    public init(directory: String) { self.directory = directory }
+
+    /// $MAMBAD_CACHE_DIR, else systemd's $CACHE_DIRECTORY (CacheDirectory=), else
+    /// $XDG_CACHE_HOME/mambad, else ~/.cache/mambad; nil if none is set.
+    public static func defaultDirectory(environment: (String) -> String?) -> String? {
+        func env(_ name: String) -> String? { environment(name).flatMap { $0.isEmpty ? nil : $0 } }
+        if let dir = env("MAMBAD_CACHE_DIR") { return dir }
+        if let dirs = env("CACHE_DIRECTORY") { return String(dirs.split(separator: ":").first ?? Substring(dirs)) }
+        if let xdg = env("XDG_CACHE_HOME") { return xdg + "/mambad" }
+        if let home = env("HOME") { return home + "/.cache/mambad" }
+        return nil
+    }
+
+    /// The default folder for this process's environment.
+    public static var defaultDirectory: String? {
+        defaultDirectory { name in getenv(name).map { String(cString: $0) } }
+    }
+
+    static let magic: UInt64 = 0x3150_4441_424D_414D  // "MAMBADP1" as little-endian bytes
+    static let entryBytes = 64
+
+    static func headerBytes(count: Int) -> Int { (64 + count * entryBytes + 4095) / 4096 * 4096 }
+
+    /// The file for a checkpoint and set of layouts.
+    func path(for checkpoint: Checkpoint, layouts: [PackedLayout]) -> (path: String, key: UInt64) {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ text: String) { for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 } }
+        mix("mambad packed weights v1")
+        for file in checkpoint.files { mix(file.file.identity) }
+        for layout in layouts { mix("\(layout.rows)x\(layout.cols)x\(layout.bits)") }
+        let name = checkpoint.directory.split(separator: "/").last.map(String.init) ?? "model"
+        let hex = String(hash, radix: 16)
+        return (directory + "/" + name + "-" + String(repeating: "0", count: 16 - hex.count) + hex + ".packed", hash)
+    }
+
+    /// Map an existing cache file and check it holds `layouts` under `key`; nil if absent or stale.
+    func open(_ path: String, key: UInt64, layouts: [PackedLayout], offsets: [Int], total: Int) -> PackedCacheFile? {
+        guard let file = PackedCacheFile(path: path, length: total, writable: false) else { return nil }
+        let header = file.base
+        guard header.load(as: UInt64.self) == Self.magic, header.load(fromByteOffset: 8, as: UInt64.self) == key,
+              header.load(fromByteOffset: 16, as: UInt32.self) == UInt32(layouts.count),
+              header.load(fromByteOffset: 24, as: UInt64.self) == UInt64(total) else { return nil }
+        for (i, layout) in layouts.enumerated() {
+            let entry = header + 64 + i * Self.entryBytes
+            guard entry.load(as: UInt64.self) == UInt64(offsets[i]), entry.load(fromByteOffset: 8, as: Int64.self) == Int64(layout.rows),
+                  entry.load(fromByteOffset: 16, as: Int64.self) == Int64(layout.cols),
+                  entry.load(fromByteOffset: 24, as: Int32.self) == layout.bits else { return nil }
+        }
+        return file
+    }
+
+    /// The table and output scale stored for matrix i.
+    static func entry(_ i: Int, in file: PackedCacheFile, into m: inout mk_packed_matrix) {
+        let entry = file.base + 64 + i * entryBytes
+        m.out_scale = entry.loadUnaligned(fromByteOffset: 28, as: Float.self)
+        withUnsafeMutableBytes(of: &m.lut) { $0.copyMemory(from: UnsafeRawBufferPointer(start: entry + 32, count: 16)) }
+    }
+
+    /// A new file of `total` bytes under a temporary name, its blocks reserved; nil if
+    /// the folder cannot be created or the disk has no room.
+    func create(total: Int) -> (file: PackedCacheFile, temporaryPath: String)? {
+        guard makeDirectories(directory) else { return nil }
+        let temporary = directory + "/.packing-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        guard let file = PackedCacheFile(path: temporary, length: total, writable: true) else {
+            unlink(temporary)
+            return nil
+        }
+        return (file, temporary)
+    }
+
+    /// Write the header of a filled file and move it into place.
+    func commit(_ file: PackedCacheFile, temporaryPath: String, path: String, key: UInt64,
+                matrices: [mk_packed_matrix], offsets: [Int], total: Int) -> Bool {
+        let header = file.base
+        for (i, m) in matrices.enumerated() {
+            let entry = header + 64 + i * Self.entryBytes
+            entry.storeBytes(of: UInt64(offsets[i]), as: UInt64.self)
+            entry.storeBytes(of: m.rows, toByteOffset: 8, as: Int64.self)
+            entry.storeBytes(of: m.cols, toByteOffset: 16, as: Int64.self)
+            entry.storeBytes(of: m.bits, toByteOffset: 24, as: Int32.self)
+            entry.storeBytes(of: m.out_scale, toByteOffset: 28, as: Float.self)
+            withUnsafeBytes(of: m.lut) { (entry + 32).copyMemory(from: $0.baseAddress!, byteCount: 16) }
+        }
+        header.storeBytes(of: key, toByteOffset: 8, as: UInt64.self)
+        header.storeBytes(of: UInt32(matrices.count), toByteOffset: 16, as: UInt32.self)
+        header.storeBytes(of: UInt64(total), toByteOffset: 24, as: UInt64.self)
+        header.storeBytes(of: Self.magic, as: UInt64.self)
+        guard rename(temporaryPath, path) == 0 else {
+            unlink(temporaryPath)
+            return false
+        }
+        return true
+    }
+
+    private func makeDirectories(_ path: String) -> Bool {
+        var built = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            built += "/" + part
+            if mkdir(built, 0o755) != 0 && errno != EEXIST { return false }
+        }
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR && access(path, W_OK) == 0
+    }
+}
+
+/// A cache file mapped shared: read-only when loaded, read-write while being packed.
+final class PackedCacheFile: @unchecked Sendable {
+    let base: UnsafeMutableRawPointer
+    let length: Int
+
+    init?(path: String, length: Int, writable: Bool) {
+        let fd = writable ? Glibc.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) : Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var info = stat()
+        if writable {
+            // Reserve the blocks now: writing through a mapping into a file the disk
+            // cannot hold would end in SIGBUS.
+            guard posix_fallocate(fd, 0, off_t(length)) == 0 else { return nil }
+        } else {
+            guard fstat(fd, &info) == 0, Int(info.st_size) == length else { return nil }
+        }
+        let protection = writable ? PROT_READ | PROT_WRITE : PROT_READ
+        guard let mapped = mmap(nil, length, protection, MAP_SHARED, fd, 0), mapped != MAP_FAILED else { return nil }
+        base = mapped
+        self.length = length
+    }
+
+    deinit { munmap(base, length) }
+}

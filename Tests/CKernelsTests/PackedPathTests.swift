@@ -1,0 +1,172 @@
+import CKernels
+import Testing
+
+/// A 4-bit matrix (FP4 table) with random codes and absmax, owning its memory.
+struct RandomQ4 {
+    let rows: Int, cols: Int, blocksize: Int
+    var codes: [UInt8], absmax: [Float]
+
+    init(rows: Int, cols: Int, blocksize: Int, seed: UInt64) {
+        var random = TestRandom(state: seed)
+        self.rows = rows; self.cols = cols; self.blocksize = blocksize
+        codes = (0..<rows * cols / 2).map { _ in random.byte() }
+        absmax = (0..<(rows * cols + blocksize - 1) / blocksize).map { _ in abs(random.float()) * 0.05 + 0.01 }
+    }
+
+    func withMatrix<T>(_ body: (inout mk_q4_matrix) -> T) -> T {
+        codes.withUnsafeBufferPointer { c in absmax.withUnsafeBufferPointer { a in
+            var m = mk_q4_matrix()
+            m.codes = c.baseAddress; m.absmax = a.baseAddress
+            withUnsafeMutableBytes(of: &m.table) { t in KernelTests.fp4Table.withUnsafeBytes { t.copyMemory(from: $0) } }
+            m.rows = Int64(rows); m.cols = Int64(cols); m.blocksize = Int64(blocksize); m.rounding = Int32(MK_ROUND_NONE.rawValue)
+            return body(&m)
+        } }
+    }
+}
+
+/// A packed matrix and the memory it points into.
+final class Packed {
+    var codes: [UInt8], scales: [UInt16]
+    var matrix = mk_packed_matrix()
+
+    init(rows: Int, cols: Int, bits: Int32) {
+        codes = [UInt8](repeating: 0xAA, count: Int(mk_packed_code_bytes(Int64(rows), Int64(cols), bits)))
+        scales = [UInt16](repeating: 0xFFFF, count: Int(mk_packed_scale_count(Int64(rows), Int64(cols))))
+        matrix.rows = Int64(rows); matrix.cols = Int64(cols); matrix.bits = bits
+    }
+
+    static func q4(_ q: RandomQ4) -> Packed {
+        let packed = Packed(rows: q.rows, cols: q.cols, bits: 4)
+        var lut = [UInt8](repeating: 0, count: 16)
+        let lutScale = mk_q8_lut(KernelTests.fp4Table, &lut)
+        withUnsafeMutableBytes(of: &packed.matrix.lut) { $0.copyBytes(from: lut) }
+        q.withMatrix { m in
+            let multiplier = mk_packed_scale_multiplier(mk_q4_max_absmax(&m))
+            packed.matrix.out_scale = lutScale / multiplier
+            var scratch = [UInt8](repeating: 0, count: Int(mk_packed_scratch_bytes(Int64(q.cols))))
+            mk_pack_q4(&m, multiplier, 0, mk_packed_panels(Int64(q.rows)), &packed.codes, &packed.scales, &scratch)
+        }
+        return packed
+    }
+
+    /// Y [tokens, rows] = X · Wᵀ through mk_packed_gemm.
+    func gemm(_ xs: [Float], tokens: Int) -> [Float] {
+        let rows = Int(matrix.rows), cols = Int(matrix.cols)
+        var memory = [UInt8](repeating: 0, count: Int(mk_q8_rows_bytes(Int64(tokens), Int64(cols))))
+        var scratch = [UInt8](repeating: 0, count: Int(mk_packed_scratch_bytes(Int64(cols))))
+        var y = [Float](repeating: .nan, count: tokens * rows)
+        memory.withUnsafeMutableBytes { raw in
+            var x = mk_q8_rows_in(raw.baseAddress!, Int64(tokens), Int64(cols))
+            mk_q8_quantize_rows(xs, Int64(cols), &x)
+            codes.withUnsafeBufferPointer { c in scales.withUnsafeBufferPointer { s in
+                var m = matrix
+                m.codes = c.baseAddress; m.scales = s.baseAddress
+                // two calls: panel ranges must compose
+                let panels = mk_packed_panels(Int64(rows))
+                mk_packed_gemm(&m, &x, &y, Int64(rows), 0, panels / 2, &scratch)
+                mk_packed_gemm(&m, &x, &y, Int64(rows), panels / 2, panels, &scratch)
+            } }
+        }
+        return y
+    }
+}
+
+extension KernelTests {
+/// The int8 fast path over packed weights: the VNNI kernels compute what the portable
+/// definition does, and both stay close to the exact float product.
+@Suite struct PackedPathTests {
+    @Test func fp4TableMapsToInt8AlmostExactly() {
+        var lut = [UInt8](repeating: 0, count: 16)
+        let scale = mk_q8_lut(KernelTests.fp4Table, &lut)
+        #expect(abs(1 / scale - 120) < 1e-3)  // table * 120: every value an integer but 0.0625/12*120
+        for (i, v) in KernelTests.fp4Table.enumerated() where abs(v) != Float(0.0625 / 12) {
+            #expect(Float(Int(lut[i]) - 128) == v * 120)
+        }
+    }
+
+    @Test func scaleMultiplierKeepsTheLargestScaleInFloat16() {
+        for value: Float in [1e-9, 3e-4, 0.02, 1, 700, 65504, 3e7] {
+            let scaled = value * mk_packed_scale_multiplier(value)
+            #expect(scaled >= 16384 && scaled < 32768, "\(value)")
+        }
+        #expect(mk_packed_scale_multiplier(0) == 1)
+        #expect(mk_packed_scale_multiplier(.nan) == 1)
+    }
+
+    @Test(arguments: [64, 128]) func vectorPackingMatchesTheScalarPacking(blocksize: Int) throws {
+        try #require(mk_q8_available() != 0, "needs AVX-512 VNNI")
+        let q = RandomQ4(rows: 37, cols: 256, blocksize: blocksize, seed: 7)
+        let fast = Packed.q4(q)
+        #expect(mk_force_isa(1) == 0)
+        let slow = Packed.q4(q)
+        mk_force_isa(0)
+        #expect(fast.codes == slow.codes)
+        #expect(fast.scales == slow.scales)
+    }
+
+    @Test func packedCodesHoldTheCheckpointCodes() {
+        // row i, column k of block b: vector c = (k / 4) % 8, low nibble for k < 32
+        let q = RandomQ4(rows: 20, cols: 128, blocksize: 64, seed: 3)
+        #expect(mk_force_isa(1) == 0)
+        let packed = Packed.q4(q)
+        mk_force_isa(0)
+        for r in 0..<20 {
+            for k in 0..<128 {
+                let e = r * 128 + k, byte = q.codes[e / 2]
+                let code = e % 2 == 0 ? byte >> 4 : byte & 15
+                let p = r / 16, i = r % 16, b = k / 64, kk = k % 64
+                let packedByte = packed.codes[(p * 2 + b) * 512 + ((kk / 4) % 8) * 64 + 4 * i + kk % 4]
+                #expect((kk < 32 ? packedByte & 15 : packedByte >> 4) == code, "row \(r) column \(k)")
+            }
+        }
+        // rows past the end of the matrix have zero scales
+        for b in 0..<2 { for i in 4..<16 { #expect(packed.scales[(1 * 2 + b) * 16 + i] == 0) } }
+    }
+
+    @Test(arguments: [1, 2, 3, 4, 8, 9, 13, 29]) func q4ProductMatchesDefinitionAndFloat(tokens: Int) throws {
+        let q = RandomQ4(rows: 40, cols: 256, blocksize: 64, seed: UInt64(tokens))
+        var random = TestRandom(state: 99)
+        let xs = (0..<tokens * q.cols).map { _ in random.float() }
+        #expect(mk_force_isa(1) == 0)
+        let packed = Packed.q4(q)
+        let slow = packed.gemm(xs, tokens: tokens)
+        mk_force_isa(0)
+        var exact = [Float](repeating: 0, count: tokens * q.rows)
+        q.withMatrix { m in
+            for t in 0..<tokens { mk_q4_gemv(&m, Array(xs[t * q.cols..<(t + 1) * q.cols]), &exact[t * q.rows], 0, Int64(q.rows)) }
+        }
+        let scale = exact.map(abs).max()!
+        for i in slow.indices { #expect(abs(slow[i] - exact[i]) <= 2e-2 * scale, "int8 vs float at \(i)") }
+        if mk_q8_available() != 0 {
+            let fast = packed.gemm(xs, tokens: tokens)
+            for i in fast.indices { #expect(abs(fast[i] - slow[i]) <= 1e-5 * max(1, abs(slow[i])), "VNNI vs definition at \(i)") }
+        }
+    }
+
+    @Test(arguments: [1, 5, 20]) func denseInt8ProductMatchesDefinitionAndFloat(tokens: Int) throws {
+        let rows = 35, cols = 192
+        var random = TestRandom(state: UInt64(tokens) + 11)
+        let weights = (0..<rows * cols).map { _ in mk_f32_to_f16(random.float() * 0.1) }
+        let xs = (0..<tokens * cols).map { _ in random.float() }
+        let packed = Packed(rows: rows, cols: cols, bits: 8)
+        var exact = [Float](repeating: 0, count: tokens * rows)
+        weights.withUnsafeBufferPointer { w in
+            var m = mk_dense_matrix(data: w.baseAddress, dtype: Int32(MK_DTYPE_F16.rawValue), rows: Int64(rows), cols: Int64(cols))
+            var floats = [Float](repeating: 0, count: 16 * cols)
+            let multiplier = mk_packed_scale_multiplier(mk_dense_max_abs(&m, 0, Int64(rows), &floats) / 127)
+            packed.matrix.out_scale = 1 / multiplier
+            mk_pack_dense_q8(&m, multiplier, 0, mk_packed_panels(Int64(rows)), &packed.codes, &packed.scales, &floats)
+            for t in 0..<tokens { mk_dense_gemv(&m, Array(xs[t * cols..<(t + 1) * cols]), &exact[t * rows], 0, Int64(rows)) }
+        }
+        #expect(mk_force_isa(1) == 0)
+        let slow = packed.gemm(xs, tokens: tokens)
+        mk_force_isa(0)
+        let scale = exact.map(abs).max()!
+        for i in slow.indices { #expect(abs(slow[i] - exact[i]) <= 1e-2 * scale, "int8 vs float at \(i)") }
+        if mk_q8_available() != 0 {
+            let fast = packed.gemm(xs, tokens: tokens)
+            for i in fast.indices { #expect(abs(fast[i] - slow[i]) <= 1e-5 * max(1, abs(slow[i])), "VNNI vs definition at \(i)") }
+        }
+    }
+}
+}

@@ -1,0 +1,104 @@
+import CKernels
+@testable import FalconMamba
+import Foundation
+import Testing
+
+/// The fast path's packed weights: saved to a cache folder on the first load, mapped
+/// from it on the next, and never used when stale or damaged.
+@Suite struct PackedWeightsCacheTests {
+    /// A scratch folder removed after the test.
+    final class Scratch {
+        let path: String
+        init() throws {
+            path = NSTemporaryDirectory() + "mambad-pack-\(UUID().uuidString)"
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        }
+        deinit { try? FileManager.default.removeItem(atPath: path) }
+    }
+
+    static let fixture = "tiny-fp4-like-7b"
+    static let prompt = [1, 17, 300, 5, 999, 42, 7]
+
+    func logits(_ model: FalconMambaModel) throws -> [Float] {
+        var state = model.newState()
+        return try model.prefill(Self.prompt, state: &state, logits: .all).logits
+    }
+
+    func cacheFiles(_ folder: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".packed") }
+    }
+
+    @Test func firstLoadPacksAndSavesSecondMapsTheSameWeights() throws {
+        try #require(mk_q8_available() != 0, "needs AVX-512 VNNI")
+        let scratch = try Scratch(), folder = scratch.path + "/nested/cache"
+        let cache = PackedWeightsCache(directory: folder)
+        let first = try FalconMambaModel(directory: Fixtures.modelPath(Self.fixture), precision: .fast, cache: cache)
+        guard case .packed(let saved?) = first.packSource else {
+            Issue.record("expected a packed load saved to the cache, got \(first.packSource)")
+            return
+        }
+        #expect(cacheFiles(folder).count == 1)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder).allSatisfy { !$0.hasPrefix(".packing") })
+        let second = try FalconMambaModel(directory: Fixtures.modelPath(Self.fixture), precision: .fast, cache: cache)
+        #expect(second.packSource == .cacheFile(saved))
+        #expect(try logits(first) == logits(second))
+        #expect(first.packedBytes > 0 && first.packedBytes == second.packedBytes)
+    }
+
+    @Test func aChangedCheckpointIsPackedAgain() throws {
+        try #require(mk_q8_available() != 0, "needs AVX-512 VNNI")
+        let scratch = try Scratch(), model = scratch.path + "/model", folder = scratch.path + "/cache"
+        try FileManager.default.copyItem(atPath: Fixtures.modelPath(Self.fixture), toPath: model)
+        let cache = PackedWeightsCache(directory: folder)
+        _ = try FalconMambaModel(directory: model, precision: .fast, cache: cache)
+        // same bytes, new modification time: a different checkpoint version as far as the key goes
+        let weights = try #require(try FileManager.default.contentsOfDirectory(atPath: model).first { $0.hasSuffix(".safetensors") })
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -3600)], ofItemAtPath: model + "/" + weights)
+        let again = try FalconMambaModel(directory: model, precision: .fast, cache: cache)
+        guard case .packed(_?) = again.packSource else {
+            Issue.record("a stale cache file was used: \(again.packSource)")
+            return
+        }
+        #expect(cacheFiles(folder).count == 2)
+    }
+
+    @Test(arguments: ["header", "truncated"]) func aDamagedCacheFileIsReplaced(damage: String) throws {
+        try #require(mk_q8_available() != 0, "needs AVX-512 VNNI")
+        let scratch = try Scratch()
+        let cache = PackedWeightsCache(directory: scratch.path)
+        let reference = try logits(FalconMambaModel(directory: Fixtures.modelPath(Self.fixture), precision: .fast, cache: cache))
+        let path = scratch.path + "/" + (try #require(cacheFiles(scratch.path).first))
+        let handle = try #require(FileHandle(forUpdatingAtPath: path))
+        if damage == "header" {
+            try handle.seek(toOffset: 70)  // inside the first matrix's entry
+            handle.write(Data([0xFF, 0xFF, 0xFF, 0xFF]))
+        } else {
+            try handle.truncate(atOffset: 10_000)
+        }
+        try handle.close()
+        let model = try FalconMambaModel(directory: Fixtures.modelPath(Self.fixture), precision: .fast, cache: cache)
+        #expect(model.packSource == .packed(cacheFile: path))
+        #expect(try logits(model) == reference)
+    }
+
+    @Test func anUnusableCacheFolderPacksIntoMemory() throws {
+        try #require(mk_q8_available() != 0, "needs AVX-512 VNNI")
+        let scratch = try Scratch()
+        let blocker = scratch.path + "/file"
+        try Data("not a folder".utf8).write(to: URL(fileURLWithPath: blocker))
+        let cache = PackedWeightsCache(directory: blocker + "/cache")
+        let model = try FalconMambaModel(directory: Fixtures.modelPath(Self.fixture), precision: .fast, cache: cache)
+        #expect(model.packSource == .packed(cacheFile: nil))
+        let unpackedCache = try FalconMambaModel(directory: Fixtures.modelPath(Self.fixture), precision: .fast, cache: nil)
+        #expect(try logits(model) == logits(unpackedCache))
+    }
+
+    @Test func theExactPathPacksNothing() throws {
+        let scratch = try Scratch()
+        let model = try FalconMambaModel(directory: Fixtures.modelPath(Self.fixture), precision: .exact,
+                                         cache: PackedWeightsCache(directory: scratch.path))
+        #expect(model.packSource == .none)
+        #expect(model.packedBytes == 0)
+        #expect(cacheFiles(scratch.path).isEmpty)
+    }
+}
