@@ -36,8 +36,9 @@ public struct ForwardOutput: Sendable {
 }
 
 /// Which positions of a prefill need logits: the lm_head is the largest matrix, so
-/// by default only the last position (the next token) pays for it.
-public enum LogitPositions: Sendable { case last, all }
+/// by default only the last position (the next token) pays for it, and a slice of a
+/// longer prompt (or an embedding) can skip it.
+public enum LogitPositions: Sendable { case last, all, none }
 
 /// One Mamba block's weights.
 struct MambaLayer: Sendable {
@@ -206,6 +207,7 @@ public final class FalconMambaModel: Sendable {
             let wantLogits: Range<Int>? = switch logits {
             case .all: 0..<(end - start)
             case .last: end == tokens.count ? (end - start - 1)..<(end - start) : nil
+            case .none: nil
             }
             let pointers = state.mutablePointers()
             forward(tokens[start..<end], segments: [Segment(rows: 0..<(end - start), conv: pointers.conv, ssm: pointers.ssm)],

@@ -135,7 +135,10 @@ final class PackedCacheFile: @unchecked Sendable {
             guard fstat(fd, &info) == 0, Int(info.st_size) == length else { return nil }
         }
         let protection = writable ? PROT_READ | PROT_WRITE : PROT_READ
-        guard let mapped = mmap(nil, length, protection, MAP_SHARED, fd, 0), mapped != MAP_FAILED else { return nil }
+        // Loading: map every page now (from the page cache, or read ahead from disk), so
+        // the first requests do not pay a page fault per 64 KiB of weights.
+        let flags = writable ? MAP_SHARED : MAP_SHARED | MAP_POPULATE
+        guard let mapped = mmap(nil, length, protection, flags, fd, 0), mapped != MAP_FAILED else { return nil }
         base = mapped
         self.length = length
     }

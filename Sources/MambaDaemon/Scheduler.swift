@@ -210,8 +210,11 @@ final class Scheduler: @unchecked Sendable {
         var end = min(prompt.count, seq.position + chunk)
         if let point = seq.snapshotPoint, seq.position < point, end > point { end = point }
         let output: ForwardOutput
+        // Logits only where they are used: the prompt's end, or a snapshot the cache keeps.
+        let cacheHere = seq.request.params.cache && end == seq.snapshotPoint
         do {
-            output = try model.prefill(Array(prompt[seq.position..<end]), state: &seq.state)
+            output = try model.prefill(Array(prompt[seq.position..<end]), state: &seq.state,
+                                       logits: end == prompt.count || cacheHere ? .last : .none)
         } catch {
             fail(seq.job, error)
             seq.phase = .finished
@@ -391,7 +394,7 @@ final class Scheduler: @unchecked Sendable {
         let tokens = emb.request.inputs[emb.input]
         let end = min(tokens.count, emb.position + chunk)
         do {
-            let output = try model.prefill(Array(tokens[emb.position..<end]), state: &emb.state)
+            let output = try model.prefill(Array(tokens[emb.position..<end]), state: &emb.state, logits: .none)
             emb.accumulate(output.hidden, hiddenSize: model.hiddenSize)
         } catch {
             emb.finished = true

@@ -19,7 +19,11 @@ import Testing
         var start = 0, last: ForwardOutput?
         for size in chunks where start < prompt.count {
             let end = min(prompt.count, start + size)
-            last = try model.prefill(Array(prompt[start..<end]), state: &chunked)
+            // a slice that is not the prompt's end needs no logits
+            let output = try model.prefill(Array(prompt[start..<end]), state: &chunked, logits: end == prompt.count ? .last : .none)
+            if end < prompt.count { #expect(output.logits.isEmpty && output.logitRows == 0) }
+            #expect(output.hidden.count == (end - start) * model.hiddenSize)
+            last = output
             start = end
         }
         if start < prompt.count { last = try model.prefill(Array(prompt[start...]), state: &chunked) }
