@@ -177,7 +177,8 @@ public final class FalconMambaModel: Sendable {
                 linear.adopt(PackedWeights(matrix: packed[i], layout: layout, owner: owner))
             }
             if let cache, let created, let target,
-               cache.commit(created.file, temporaryPath: created.temporaryPath, path: target.path, key: target.key,
+               cache.commit(created.file, temporaryPath: created.temporaryPath, path: target.path,
+                            prefix: PackedWeightsCache.prefix(for: checkpoint), key: target.key,
                             matrices: packed, offsets: offsets, total: total) {
                 packSource = .packed(cacheFile: target.path)
             } else {

@@ -35,16 +35,53 @@ public struct PackedWeightsCache: Sendable {
 
     static func headerBytes(count: Int) -> Int { (64 + count * entryBytes + 4095) / 4096 * 4096 }
 
-    /// The file for a checkpoint and set of layouts.
+    /// The file for a checkpoint and set of layouts: `<folder name>-<hash of its path>-<key>.packed`.
     func path(for checkpoint: Checkpoint, layouts: [PackedLayout]) -> (path: String, key: UInt64) {
+        var key = Self.fnv(["mambad packed weights v1"] + checkpoint.files.map(\.file.identity)
+                           + layouts.map { "\($0.rows)x\($0.cols)x\($0.bits)" })
+        if key == 0 { key = 1 }
+        return (directory + "/" + Self.prefix(for: checkpoint) + Self.hex(key) + ".packed", key)
+    }
+
+    /// What every cache file of this checkpoint folder's name starts with.
+    static func prefix(for checkpoint: Checkpoint) -> String {
+        let resolved = realpath(checkpoint.directory, nil).map { pointer in
+            defer { free(pointer) }
+            return String(cString: pointer)
+        } ?? checkpoint.directory
+        let name = resolved.split(separator: "/").last.map(String.init) ?? "model"
+        return name + "-" + String(hex(fnv([resolved])).prefix(8)) + "-"
+    }
+
+    static func fnv(_ parts: [String]) -> UInt64 {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        func mix(_ text: String) { for byte in text.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 } }
-        mix("mambad packed weights v1")
-        for file in checkpoint.files { mix(file.file.identity) }
-        for layout in layouts { mix("\(layout.rows)x\(layout.cols)x\(layout.bits)") }
-        let name = checkpoint.directory.split(separator: "/").last.map(String.init) ?? "model"
-        let hex = String(hash, radix: 16)
-        return (directory + "/" + name + "-" + String(repeating: "0", count: 16 - hex.count) + hex + ".packed", hash)
+        for part in parts {
+            for byte in part.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+            hash = (hash ^ 0xFF) &* 0x100_0000_01b3
+        }
+        return hash
+    }
+
+    static func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
+    /// Remove what a new cache file replaces: older files of the same checkpoint folder,
+    /// and temporary files of packing processes that no longer run.
+    func prune(keeping path: String, prefix: String) {
+        guard let folder = opendir(directory) else { return }
+        defer { closedir(folder) }
+        while let entry = readdir(folder) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let full = directory + "/" + name
+            if name.hasPrefix(prefix), name.hasSuffix(".packed"), full != path {
+                unlink(full)
+            } else if name.hasPrefix(".packing-"), let pid = Int32(name.dropFirst(9).prefix { $0 != "-" }),
+                      kill(pid, 0) != 0, errno == ESRCH {
+                unlink(full)
+            }
+        }
     }
 
     /// Map an existing cache file and check it holds `layouts` under `key`; nil if absent or stale.
@@ -83,7 +120,7 @@ public struct PackedWeightsCache: Sendable {
     }
 
     /// Write the header of a filled file and move it into place.
-    func commit(_ file: PackedCacheFile, temporaryPath: String, path: String, key: UInt64,
+    func commit(_ file: PackedCacheFile, temporaryPath: String, path: String, prefix: String, key: UInt64,
                 matrices: [mk_packed_matrix], offsets: [Int], total: Int) -> Bool {
         let header = file.base
         for (i, m) in matrices.enumerated() {
@@ -103,6 +140,7 @@ public struct PackedWeightsCache: Sendable {
             unlink(temporaryPath)
             return false
         }
+        prune(keeping: path, prefix: prefix)
         return true
     }
 
