@@ -1,6 +1,7 @@
 // Runtime CPU dispatch: the best matrix kernels this CPU supports, picked once at load.
 #include "internal.h"
 #include <stdatomic.h>
+#include <stdlib.h>
 
 static _Atomic(const mk_matrix_kernels *) active = NULL;
 
@@ -19,10 +20,19 @@ static const mk_matrix_kernels *best_available(int limit) {
     return &mk_scalar_kernels;
 }
 
+/// The ceiling MAMBAD_ISA sets (scalar, avx2, avx512), for benchmarking a slower path.
+static int isa_limit(void) {
+    const char *wanted = getenv("MAMBAD_ISA");
+    if (wanted == NULL) return 3;
+    if (strcmp(wanted, "scalar") == 0) return 1;
+    if (strcmp(wanted, "avx2") == 0) return 2;
+    return 3;
+}
+
 static inline const mk_matrix_kernels *kernels(void) {
     const mk_matrix_kernels *k = atomic_load_explicit(&active, memory_order_acquire);
     if (k == NULL) {
-        k = best_available(3);
+        k = best_available(isa_limit());
         atomic_store_explicit(&active, k, memory_order_release);
     }
     return k;

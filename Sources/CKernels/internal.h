@@ -21,6 +21,12 @@ extern const mk_matrix_kernels mk_avx2_kernels;
 extern const mk_matrix_kernels mk_avx512_kernels;
 #endif
 
+#if defined(__x86_64__)
+/// The AVX2 product over packed weights (packed_avx2.c); scratch as for mk_packed_gemm.
+void mk_packed_gemm_avx2(const mk_packed_matrix *w, const mk_q8_rows *x, float *y, int64_t ldy,
+                         int64_t panel_begin, int64_t panel_end, void *scratch);
+#endif
+
 static inline uint32_t mk_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float mk_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 

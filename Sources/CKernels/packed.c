@@ -152,10 +152,11 @@ static void gemm_scalar(const mk_packed_matrix *w, const mk_q8_rows *x, float *y
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")))
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,f16c")))
 
 /// Pack 16 rows of 4-bit codes: each row is spread to one code per byte, then the 4-byte
 /// column groups of the 16 rows are gathered into one vector and two groups merged.
-VNNI static void pack_q4_avx512(const mk_q4_matrix *w, float multiplier, int64_t p0, int64_t p1,
+AVX512 static void pack_q4_avx512(const mk_q4_matrix *w, float multiplier, int64_t p0, int64_t p1,
                                 uint8_t *codes, uint16_t *scales, uint8_t *rows) {
     const int64_t n = w->cols, blocks = n / 64;
     const __m512i nibble = _mm512_set1_epi8(0x0F);
@@ -349,12 +350,31 @@ VNNI static void gemm_vnni(const mk_packed_matrix *w, const mk_q8_rows *x, float
 }
 #endif
 
-static int vnni_usable(void) { return mk_q8_available(); }
+/// Which product kernel runs: 3 = AVX-512 VNNI, 2 = AVX2, 1 = the portable definition.
+static int packed_path(void) {
+    const char *isa = mk_isa();
+    if (strcmp(isa, "scalar") == 0) return 1;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (strcmp(isa, "avx512") == 0 && __builtin_cpu_supports("avx512vnni")) return 3;
+#endif
+    return 2;
+}
+
+int mk_q8_available(void) { return packed_path() > 1; }
+
+const char *mk_q8_path(void) {
+    switch (packed_path()) {
+    case 3: return "avx512-vnni";
+    case 2: return "avx2";
+    default: return "scalar";
+    }
+}
 
 void mk_pack_q4(const mk_q4_matrix *w, float multiplier, int64_t p0, int64_t p1,
                 uint8_t *codes, uint16_t *scales, void *scratch) {
 #if defined(__x86_64__)
-    if (vnni_usable()) {
+    if (strcmp(mk_isa(), "avx512") == 0) {
         pack_q4_avx512(w, multiplier, p0, p1, codes, scales, (uint8_t *)scratch);
         return;
     }
@@ -365,12 +385,11 @@ void mk_pack_q4(const mk_q4_matrix *w, float multiplier, int64_t p0, int64_t p1,
 
 void mk_packed_gemm(const mk_packed_matrix *w, const mk_q8_rows *x, float *y, int64_t ldy,
                     int64_t p0, int64_t p1, void *scratch) {
+    switch (packed_path()) {
 #if defined(__x86_64__)
-    if (vnni_usable()) {
-        gemm_vnni(w, x, y, ldy, p0, p1, scratch);
-        return;
-    }
+    case 3: gemm_vnni(w, x, y, ldy, p0, p1, scratch); return;
+    case 2: mk_packed_gemm_avx2(w, x, y, ldy, p0, p1, scratch); return;
 #endif
-    (void)scratch;
-    gemm_scalar(w, x, y, ldy, p0, p1);
+    default: gemm_scalar(w, x, y, ldy, p0, p1); return;
+    }
 }

@@ -58,12 +58,3 @@ float mk_q8_lut(const float table[16], uint8_t lut[16]) {
     for (int i = 0; i < 16; i++) lut[i] = (uint8_t)(int)(rintf(table[i] * best) + 128);
     return 1.0f / best;
 }
-
-int mk_q8_available(void) {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    return strcmp(mk_isa(), "avx512") == 0 && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("f16c");
-#else
-    return 0;
-#endif
-}

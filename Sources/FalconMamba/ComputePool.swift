@@ -30,9 +30,9 @@ public final class ComputePool: @unchecked Sendable {
         return ComputePool(threads: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }()
 
-    /// The instruction set the kernels run on ("avx512", "avx2", "scalar"), and whether
-    /// the int8 fast path is available (AVX-512 VNNI).
-    public static var instructionSet: String { String(cString: mk_isa()) + (mk_q8_available() != 0 ? "+vnni" : "") }
+    /// The instruction set the kernels run on ("avx512", "avx2", "scalar"), and the
+    /// fast path's int8 kernel ("avx512-vnni", "avx2" or "scalar").
+    public static var instructionSet: String { String(cString: mk_isa()) + ", int8 " + String(cString: mk_q8_path()) }
 
     /// body(i) for i in 0..<tasks, spread over the pool; returns when all are done.
     /// Tasks must be independent. Do not call parallelFor from inside a task.

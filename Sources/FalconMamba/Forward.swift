@@ -14,9 +14,9 @@ private struct Workspace {
 
     init(model m: FalconMambaModel, tokens t: Int) {
         let h = m.hiddenSize, d = m.innerSize, xw = m.timeStepRank + 2 * m.stateSize
-        let tile = t <= Int(MK_MAX_BATCH) ? 0 : m.pool.threads * (m.layers.flatMap {
-            [$0.inProj.tileFloats, $0.xProj.tileFloats, $0.dtProj.tileFloats, $0.outProj.tileFloats]
-        } + [m.lmHead.tileFloats]).max()!
+        let matrices = m.matrices
+        let tile = max(t <= Int(MK_MAX_BATCH) ? 0 : m.pool.threads * matrices.map(\.tileFloats).max()!,
+                       m.packedBytes == 0 ? 0 : Linear.packedPieces(m.pool) * (matrices.map(\.panelScratchBytes).max()! + 63) / 4)
         let sizes = [t * h,       // residual
                      t * h,       // normed input / block output
                      t * 2 * d,   // in_proj output: x | z
@@ -24,7 +24,7 @@ private struct Workspace {
                      t * xw,      // x_proj output: dt | B | C
                      t * d,       // dt
                      t * d,       // scan output
-                     tile,        // decoded weight tiles, one per thread
+                     tile,        // decoded weight tiles or panels, one per thread or piece
                      Int(mk_q8_rows_bytes(Int64(t), Int64(max(h, d, xw)))) / 4 + 16]  // int8 activations
         var offsets: [Int] = [], total = 0
         for size in sizes { offsets.append(total); total += size }

@@ -214,7 +214,7 @@ public final class Linear: @unchecked Sendable {
         if precision == .fast, let packed { packed.bytes } else { storedBytes }
     }
 
-    /// Scratch bytes per thread the packed path needs (prefill decodes a panel there).
+    /// Scratch bytes per piece the packed path needs (a decoded panel).
     var panelScratchBytes: Int { Int(mk_packed_scratch_bytes(Int64(cols))) }
 
     /// The int8 path: quantize X to int8 per block of 64, then one pass over the packed
@@ -237,20 +237,20 @@ public final class Linear: @unchecked Sendable {
         }
         var m = packed.matrix
         let panels = Int(mk_packed_panels(Int64(rows)))
-        if count <= Int(MK_MAX_BATCH) {
-            pool.parallelRanges(panels, perThread: 8) { range in
-                mk_packed_gemm(&m, &activations, y, Int64(ldy), Int64(range.lowerBound), Int64(range.upperBound), nil)
-            }
-            return
-        }
         let stride = (panelScratchBytes + 63) / 64 * 64
-        pool.parallelFor(pool.threads) { thread in
-            let share = (panels + pool.threads - 1) / pool.threads
-            let first = thread * share, last = min(panels, first + share)
+        // A batch: many small pieces balance the threads. Prefill: one share a thread,
+        // each with its scratch panel.
+        let pieces = count <= Int(MK_MAX_BATCH) ? min(panels, Self.packedPieces(pool)) : min(panels, pool.threads)
+        let share = (panels + pieces - 1) / pieces
+        pool.parallelFor(pieces) { piece in
+            let first = piece * share, last = min(panels, first + share)
             guard first < last else { return }
-            mk_packed_gemm(&m, &activations, y, Int64(ldy), Int64(first), Int64(last), panelScratch + thread * stride)
+            mk_packed_gemm(&m, &activations, y, Int64(ldy), Int64(first), Int64(last), panelScratch + piece * stride)
         }
     }
+
+    /// Pieces a batched product is split into (and scratch panels the workspace holds).
+    static func packedPieces(_ pool: ComputePool) -> Int { pool.threads * 8 }
 
     /// Y[t, :] = X[t, :] · Wᵀ for `count` rows of X (tokens). X has leading dimension
     /// ldx, Y ldy. Up to MK_MAX_BATCH rows: a batched GEMV split over rows of W. More:

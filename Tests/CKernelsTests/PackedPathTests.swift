@@ -93,8 +93,19 @@ extension KernelTests {
         #expect(mk_packed_scale_multiplier(.nan) == 1)
     }
 
+    @Test func eachInstructionSetHasItsInt8Path() {
+        // AVX-512 without VNNI (Skylake-X) runs the AVX2 int8 kernel
+        let expected: [Int32: Set<String>] = [1: ["scalar"], 2: ["avx2"], 3: ["avx512-vnni", "avx2"]]
+        for isa in availableISAs {
+            #expect(mk_force_isa(isa) == 0)
+            let path = String(cString: mk_q8_path())
+            mk_force_isa(0)
+            #expect(expected[isa]!.contains(path), "isa \(isa): \(path)")
+        }
+    }
+
     @Test(arguments: [64, 128]) func vectorPackingMatchesTheScalarPacking(blocksize: Int) throws {
-        try #require(mk_q8_available() != 0, "needs AVX-512 VNNI")
+        try #require(availableISAs.contains(3), "needs AVX-512")
         let q = RandomQ4(rows: 37, cols: 256, blocksize: blocksize, seed: 7)
         let fast = Packed.q4(q)
         #expect(mk_force_isa(1) == 0)
@@ -137,9 +148,19 @@ extension KernelTests {
         }
         let scale = exact.map(abs).max()!
         for i in slow.indices { #expect(abs(slow[i] - exact[i]) <= 2e-2 * scale, "int8 vs float at \(i)") }
-        if mk_q8_available() != 0 {
+        expectVectorPathsMatch(packed, xs, tokens: tokens, definition: slow)
+    }
+
+    /// Every vector kernel this CPU has (AVX2, AVX-512 VNNI) computes what the definition does.
+    func expectVectorPathsMatch(_ packed: Packed, _ xs: [Float], tokens: Int, definition: [Float]) {
+        for isa in availableISAs where isa > 1 {
+            #expect(mk_force_isa(isa) == 0)
+            let path = String(cString: mk_q8_path())
             let fast = packed.gemm(xs, tokens: tokens)
-            for i in fast.indices { #expect(abs(fast[i] - slow[i]) <= 1e-5 * max(1, abs(slow[i])), "VNNI vs definition at \(i)") }
+            mk_force_isa(0)
+            for i in fast.indices {
+                #expect(abs(fast[i] - definition[i]) <= 1e-5 * max(1, abs(definition[i])), "\(path) vs definition at \(i)")
+            }
         }
     }
 
@@ -163,10 +184,7 @@ extension KernelTests {
         mk_force_isa(0)
         let scale = exact.map(abs).max()!
         for i in slow.indices { #expect(abs(slow[i] - exact[i]) <= 1e-2 * scale, "int8 vs float at \(i)") }
-        if mk_q8_available() != 0 {
-            let fast = packed.gemm(xs, tokens: tokens)
-            for i in fast.indices { #expect(abs(fast[i] - slow[i]) <= 1e-5 * max(1, abs(slow[i])), "VNNI vs definition at \(i)") }
-        }
+        expectVectorPathsMatch(packed, xs, tokens: tokens, definition: slow)
     }
 }
 }

@@ -85,7 +85,7 @@ void mk_q4_gemv_batch(const mk_q4_matrix *w, const float *x, int64_t ldx, int64_
 //
 // The fast path multiplies int8 activations (each block of 64 quantized with its own
 // scale) with weights repacked once at load into panels of 16 rows (AVX-512 VNNI
-// vpdpbusd, 16 rows x 4 columns per instruction). 4-bit weights keep their codes and
+// vpdpbusd, 16 rows x 4 columns per instruction; AVX2 emulates it with vpmaddubsw). 4-bit weights keep their codes and
 // map them to int8 through a 16-entry table; dense weights (the lm_head) become int8
 // per row and block of 64. Not bit-exact with bitsandbytes: see docs/performance.md.
 
@@ -109,8 +109,10 @@ void mk_q8_quantize_rows(const float *x, int64_t ldx, mk_q8_rows *out);
 /// Returns 1 / multiplier.
 float mk_q8_lut(const float table[16], uint8_t lut[16]);
 
-/// Whether the int8 kernels run here (AVX-512 VNNI, and the avx512 path not forced off).
+/// Whether a vector int8 kernel runs here (AVX-512 VNNI, or AVX2 emulating it), given
+/// the path mk_force_isa allows; and which: "avx512-vnni", "avx2" or "scalar".
 int mk_q8_available(void);
+const char *mk_q8_path(void);
 
 /// A matrix repacked for the int8 path (layout in packed.c): rows in panels of 16,
 /// columns in blocks of 64; per (panel, block) the weights and 16 float16 row scales.
@@ -149,8 +151,10 @@ void mk_pack_dense_q8(const mk_dense_matrix *w, float multiplier, int64_t panel_
                       uint8_t *codes, uint16_t *scales, float *rows_f32);
 
 /// Y[t * ldy + r] = W[r, :] . X[t, :] for every row t of X and the rows of panels
-/// [panel_begin, panel_end). Up to 8 rows of X (decode, a batch) run straight from the
-/// packed codes; more (prefill) decode each panel once and reuse it for 12 rows at a time.
+/// [panel_begin, panel_end). With VNNI, up to 8 rows of X (decode, a batch) run straight
+/// from the packed codes; more (prefill) decode each panel once into `scratch` and reuse
+/// it for 12 rows at a time. The AVX2 kernel always decodes the panel into `scratch`
+/// (mk_packed_scratch_bytes), so pass it there for any row count.
 void mk_packed_gemm(const mk_packed_matrix *w, const mk_q8_rows *x, float *y, int64_t ldy,
                     int64_t panel_begin, int64_t panel_end, void *scratch);
 
