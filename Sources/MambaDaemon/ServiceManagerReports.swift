@@ -25,8 +25,9 @@ final class StartupProgress: Sendable {
 
     /// Starts the once-a-second check (on its own thread) until `finish`.
     func start() {
+        let initial = (steps: steps.load(ordering: .relaxed), resident: residentBytes())   // before any phase
         let thread = Thread { [self] in
-            var last = (steps: steps.load(ordering: .relaxed), resident: residentBytes())
+            var last = initial
             while finished.wait(timeout: .now() + .milliseconds(Int(Self.tick.milliseconds))) == .timedOut {
                 let now = (steps: steps.load(ordering: .relaxed), resident: residentBytes())
                 if now.steps != last.steps || now.resident > last.resident {
