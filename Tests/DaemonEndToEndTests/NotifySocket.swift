@@ -4,7 +4,7 @@ import Synchronization
 /// The service manager's side of `sd_notify`: an AF_UNIX datagram socket the test binds
 /// and hands to the daemon as NOTIFY_SOCKET. A thread reads every datagram; each
 /// message keeps its arrival time so tests can check the order of events.
-final class NotifySocket: @unchecked Sendable {
+final class NotifySocket: Sendable {
     struct Message: Sendable {
         let fields: [String]
         let received: ContinuousClock.Instant
@@ -14,15 +14,19 @@ final class NotifySocket: @unchecked Sendable {
         }
     }
 
+    /// What the reading thread shares with the test (not `self`, so `deinit` runs).
+    private final class Inbox: Sendable {
+        let messages = Mutex<[Message]>([])
+        let arrived = DispatchSemaphore(value: 0)
+        let closed = Atomic<Bool>(false)
+    }
+
     let path: String
-    private let fd: Int32
-    private let received = Mutex<[Message]>([])
-    private let arrived = DispatchSemaphore(value: 0)
-    private let closed = Atomic<Bool>(false)
+    private let inbox = Inbox()
 
     init() throws {
         path = "/tmp/mambad-notify-\(UUID().uuidString.prefix(8)).sock"
-        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { throw NotifySocketError(what: "socket", errno: errno) }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
@@ -35,32 +39,33 @@ final class NotifySocket: @unchecked Sendable {
             p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard bound == 0 else { close(fd); throw NotifySocketError(what: "bind \(path)", errno: errno) }
-        let thread = Thread { [self] in readLoop() }
-        thread.start()
+        let inbox = inbox
+        Thread { Self.read(fd, into: inbox) }.start()
     }
 
     deinit {
-        closed.store(true, ordering: .relaxed)
-        shutdown(fd, Int32(SHUT_RDWR))
-        close(fd)
+        inbox.closed.store(true, ordering: .relaxed)   // the reader closes the fd within 0.1 s
         unlink(path)
     }
 
-    private func readLoop() {
+    /// Reads datagrams until closed, then closes the socket (here, so its fd number is
+    /// never reused under a reader that is still polling it).
+    private static func read(_ fd: Int32, into inbox: Inbox) {
+        defer { close(fd) }
         var buffer = [UInt8](repeating: 0, count: 4096)
-        while !closed.load(ordering: .relaxed) {
+        while !inbox.closed.load(ordering: .relaxed) {
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&poller, 1, 100) > 0 else { continue }
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             guard n > 0 else { continue }
             let text = String(decoding: buffer[..<n], as: UTF8.self)
             let message = Message(fields: text.split(separator: "\n").map(String.init), received: .now)
-            received.withLock { $0.append(message) }
-            arrived.signal()
+            inbox.messages.withLock { $0.append(message) }
+            inbox.arrived.signal()
         }
     }
 
-    var messages: [Message] { received.withLock { $0 } }
+    var messages: [Message] { inbox.messages.withLock { $0 } }
 
     /// Waits (bounded) for a message with `field` (e.g. "READY=1"); returns it.
     @discardableResult
@@ -76,7 +81,7 @@ final class NotifySocket: @unchecked Sendable {
             guard Date() < deadline else {
                 throw NotifySocketError(what: "timed out waiting for \(what); got \(messages.map(\.fields))", errno: 0)
             }
-            _ = arrived.wait(timeout: .now() + 0.1)
+            _ = inbox.arrived.wait(timeout: .now() + 0.1)
         }
     }
 }
