@@ -12,10 +12,14 @@ struct Engine: Sendable {
     let scheduler: Scheduler
     let info: ModelInfo
 
-    /// Loads the checkpoint (mmap) and its tokenizer, and starts the scheduler thread.
-    static func load(_ config: DaemonConfiguration, logger: Logger) throws -> Engine {
+    /// Loads the checkpoint (mmap) and its tokenizer, runs one token through every layer
+    /// (so the first request does not pay for paging the weights in), starts the
+    /// scheduler thread and waits for one round trip through it. `phase` hears each step.
+    static func load(_ config: DaemonConfiguration, logger: Logger, phase: (String) -> Void = { _ in }) throws -> Engine {
         guard let directory = config.model else { throw ServeError.noModel }
         let pool = config.threads > 0 ? ComputePool(threads: config.threads) : ComputePool.shared
+        phase(config.precision == "exact" ? "mapping the model: \(directory)"
+                  : "mapping the model and its packed weights (packing them on a first start): \(directory)")
         let model = try FalconMambaModel(directory: directory, precision: config.precision == "exact" ? .exact : .fast, pool: pool,
                                          cache: config.packedCache.map(PackedWeightsCache.init))
         switch model.packSource {
@@ -23,12 +27,19 @@ struct Engine: Sendable {
         case .cacheFile(let path): logger.info("packed weights mapped from the cache", metadata: ["file": "\(path)"])
         case .packed(let path): logger.info("weights packed for the fast path", metadata: ["saved": "\(path ?? "no (in memory)")"])
         }
+        phase("reading the tokenizer")
         let tokenizer = Self.tokenizer(directory: directory, vocabSize: model.vocabSize, logger: logger)
+        phase("warming up: one token through all \(model.layerCount) layers")
+        var state = model.newState()
+        let token = model.config.bosTokenId.flatMap { (0..<model.vocabSize).contains($0) ? $0 : nil } ?? 0
+        _ = try model.decodeStep(token, state: &state)
+        phase("starting the scheduler")
         let scheduler = Scheduler(model: model, tokenizer: tokenizer,
                                   limits: .init(maxActive: config.maxActive, maxQueue: config.maxQueue,
                                                 prefillChunk: config.prefillChunk, cacheBytes: config.cacheBytes),
                                   logger: logger)
         scheduler.start()
+        guard scheduler.heartbeat(timeout: .seconds(30)) else { throw ServeError.schedulerSilent }
         return Engine(model: model, tokenizer: tokenizer, scheduler: scheduler, info: Self.describe(model, directory: directory))
     }
 
@@ -133,6 +144,7 @@ public enum ServeError: Error, CustomStringConvertible {
     case alreadyRunning(String)
     case notASocket(String)
     case socket(String)
+    case schedulerSilent
 
     public var description: String {
         switch self {
@@ -140,6 +152,7 @@ public enum ServeError: Error, CustomStringConvertible {
         case .alreadyRunning(let path): "another mambad is already answering on \(path)"
         case .notASocket(let path): "\(path) exists and is not a socket; refusing to remove it"
         case .socket(let why): why
+        case .schedulerSilent: "the scheduler thread did not answer within 30 s of starting"
         }
     }
 }

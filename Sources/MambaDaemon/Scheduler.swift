@@ -31,6 +31,10 @@ final class Scheduler: @unchecked Sendable {
         var drainDeadline: ContinuousClock.Instant?
         var counters = Counters()
         var averageJobMs = 200.0
+        /// Heartbeat probes waiting for the loop's next turn (see `heartbeat`).
+        var probes: [DispatchSemaphore] = []
+        /// The loop has returned (drained): nothing will answer a probe again.
+        var stopped = false
     }
 
     let model: FalconMambaModel
@@ -90,6 +94,22 @@ final class Scheduler: @unchecked Sendable {
         wake.signal()
     }
 
+    /// A no-op round trip through the scheduler thread: true when the loop came round
+    /// within `timeout` (between two steps, so at most one prefill slice and one decode
+    /// step late). A wedged or stopped loop answers false; the systemd watchdog pings
+    /// only on true.
+    func heartbeat(timeout: Duration) -> Bool {
+        let answered = DispatchSemaphore(value: 0)
+        let queued = shared.withLock { s in
+            guard !s.stopped else { return false }
+            s.probes.append(answered)
+            return true
+        }
+        guard queued else { return false }
+        wake.signal()
+        return answered.wait(timeout: .now() + .milliseconds(Int(timeout.milliseconds))) == .success
+    }
+
     /// Waits until a drained scheduler has finished its last job.
     func waitUntilStopped(timeout: Duration) -> Bool {
         stopped.wait(timeout: .now() + .milliseconds(Int(timeout.milliseconds))) == .success
@@ -99,7 +119,7 @@ final class Scheduler: @unchecked Sendable {
 
     private func run() {
         while true {
-            let (admitted, dropped, drainExpired, draining) = shared.withLock { s in
+            let (admitted, dropped, drainExpired, draining, probes) = shared.withLock { s in
                 var dropped: [Job] = []
                 let now = ContinuousClock.now
                 s.waiting.removeAll { job in
@@ -114,8 +134,11 @@ final class Scheduler: @unchecked Sendable {
                 }
                 s.counters.requests.queued = s.waiting.count
                 s.counters.requests.active = s.active
-                return (admitted, dropped, s.drainDeadline.map { now >= $0 } == true, s.draining)
+                let probes = s.probes
+                s.probes.removeAll()
+                return (admitted, dropped, s.drainDeadline.map { now >= $0 } == true, s.draining, probes)
             }
+            for probe in probes { probe.signal() }
             for job in dropped { finishWaiting(job) }
             if drainExpired {
                 for seq in completions { seq.job.cancel(.shutdown) }
@@ -124,7 +147,10 @@ final class Scheduler: @unchecked Sendable {
             for job in admitted { admit(job) }
             sweep()
             if completions.isEmpty && embeddings.isEmpty {
-                let idle = shared.withLock { $0.waiting.isEmpty }
+                let idle = shared.withLock { s in
+                    if s.waiting.isEmpty && draining { s.stopped = true }
+                    return s.waiting.isEmpty
+                }
                 if idle && draining { stopped.signal(); return }
                 if idle { wake.wait() }
                 continue

@@ -118,12 +118,15 @@ enum SocketListener {
     }
 
     /// Binds and listens (or adopts `inherited`, a socket systemd already listens on);
-    /// each accepted client gets a `ClientConnection`.
-    static func bind(path: String, mode: Int, inherited: Int32?, group: any EventLoopGroup, context: DaemonContext,
-                     registry: ConnectionRegistry) throws -> any Channel {
+    /// each accepted client gets a `ClientConnection`. With `accepting: false` clients
+    /// wait in the kernel's backlog until `startAccepting` (used under socket activation:
+    /// the client that started the daemon waits for the model instead of getting -32003).
+    static func bind(path: String, mode: Int, inherited: Int32?, accepting: Bool = true, group: any EventLoopGroup,
+                     context: DaemonContext, registry: ConnectionRegistry) throws -> any Channel {
         let limits = context.configuration.frameLimits
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.autoRead, value: accepting)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 let connection = registry.add(channel: channel, context: context)
@@ -137,6 +140,11 @@ enum SocketListener {
             throw ServeError.socket("cannot set mode \(String(mode, radix: 8)) on \(path): \(String(cString: strerror(errno)))")
         }
         return channel
+    }
+
+    /// Accepts the clients waiting in the backlog, and every later one.
+    static func startAccepting(_ channel: any Channel) {
+        channel.setOption(.autoRead, value: true).whenSuccess { channel.read() }
     }
 }
 

@@ -28,7 +28,10 @@ final class TestDaemon: @unchecked Sendable {
         process.arguments = ["serve", "--model", model, "--socket", self.socket, "--precision", "exact"] + arguments
         var environment = ProcessInfo.processInfo.environment
         environment["MAMBAD_THREADS"] = "1"
-        environment.removeValue(forKey: "JOURNAL_STREAM")
+        // not a systemd service, even when the tests run inside one
+        for key in ["JOURNAL_STREAM", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
+            environment.removeValue(forKey: key)
+        }
         process.environment = environment
         let errors = Pipe()
         process.standardError = errors
