@@ -13,6 +13,7 @@ set -euo pipefail
 DIR="${1:-/work/llama}"
 VERSION=0.3.36
 JOBS="${JOBS:-$(nproc)}"
+EXTRA_TARGETS="${EXTRA_TARGETS:-}"   # e.g. EXTRA_TARGETS=llama-perplexity (a NaN check; links in seconds)
 mkdir -p "$DIR"
 cd "$DIR"
 
@@ -37,7 +38,7 @@ nice -n 10 cmake -B build -G Ninja \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
     -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
     -DLLAMA_BUILD_TOOLS=ON
-nice -n 10 cmake --build build --config Release -j "$JOBS" --target llama-bench llama-quantize
+nice -n 10 cmake --build build --config Release -j "$JOBS" --target llama-bench llama-quantize $EXTRA_TARGETS
 end=$(date +%s)
 echo "built in $((end - start)) s:"
 ls -l "$SRC/build/bin/llama-bench" "$SRC/build/bin/llama-quantize"
