@@ -1,0 +1,19 @@
+import Foundation
+import Testing
+
+/// The editor clients' own test programs (under `clients/*/test/`), each run against a real
+/// daemon started here. The daemon admits one request at a time (`--max-active 1`), so a
+/// test can keep an editor's request queued behind one of its own and type over it.
+@Suite struct EditorClientTests {
+    static let daemonArguments = ["--max-active", "1"]
+
+    @Test(.enabled(if: ClientTool.enabled("nvim"), "nvim is not on PATH"))
+    func neovimGhostTextFromARealDaemon() throws {
+        let nvim = try ClientTool.require("nvim")
+        let daemon = try TestDaemon(Self.daemonArguments)
+        let dir = ClientTool.clients.appendingPathComponent("nvim").path
+        let run = try runClientTests(nvim, ["--headless", "--clean", "-n", "-i", "NONE", "--cmd", "set rtp^=\(dir)",
+                                            "-c", "luafile \(dir)/test/mambad_test.lua"], daemon: daemon)
+        #expect(run.stdout.contains(" cases passed") && !run.stdout.contains("not ok"), "\(run)")
+    }
+}
