@@ -16,4 +16,14 @@ import Testing
                                             "-c", "luafile \(dir)/test/mambad_test.lua"], daemon: daemon)
         #expect(run.stdout.contains(" cases passed") && !run.stdout.contains("not ok"), "\(run)")
     }
+
+    @Test(.enabled(if: ClientTool.enabled("emacs"), "emacs is not on PATH"))
+    func emacsOverlaySuggestionsFromARealDaemon() throws {
+        let emacs = try ClientTool.require("emacs")
+        let daemon = try TestDaemon(Self.daemonArguments)
+        let dir = ClientTool.clients.appendingPathComponent("emacs").path
+        let run = try runClientTests(emacs, ["-Q", "--batch", "-L", dir, "-l", "\(dir)/test/mambad-test.el",
+                                             "-f", "ert-run-tests-batch-and-exit"], daemon: daemon)
+        #expect(run.stderr.contains(" results as expected, 0 unexpected"), "\(run)")
+    }
 }
