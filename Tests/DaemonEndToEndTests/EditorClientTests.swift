@@ -26,4 +26,18 @@ import Testing
                                              "-f", "ert-run-tests-batch-and-exit"], daemon: daemon)
         #expect(run.stderr.contains(" results as expected, 0 unexpected"), "\(run)")
     }
+
+    /// VS Code cannot be installed here: its protocol module runs under `node --test`, and
+    /// the extension's provider with a stand-in for the `vscode` module.
+    @Test(.enabled(if: ClientTool.enabled("node"), "node is not on PATH"))
+    func vscodeClientModuleAndProviderFromARealDaemon() throws {
+        let node = try ClientTool.require("node")
+        let daemon = try TestDaemon(Self.daemonArguments)
+        // one file at a time: both count the daemon's queued and cancelled requests
+        for file in ["client.test.js", "extension.test.js"] {
+            let run = try runClientTests(node, ["--test", ClientTool.clients.appendingPathComponent("vscode/test/\(file)").path],
+                                         daemon: daemon)
+            #expect(run.stdout.contains("# fail 0") && !run.stdout.contains("not ok"), "\(run)")
+        }
+    }
 }
