@@ -4,6 +4,7 @@
 // from package.json's contributes.configuration (reading an undeclared key fails), so
 // the manifest and the code cannot drift apart.
 const test = require('node:test');
+const { after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const net = require('node:net');
@@ -117,7 +118,7 @@ settings['mambad.debounceMs'] = 60;
 settings['mambad.maxTokens'] = 12;
 extension.activate({ subscriptions });
 const provider = registered.providers[0].provider;
-test.after(() => subscriptions.forEach((s) => s.dispose())); // closes the connection
+after(() => subscriptions.forEach((s) => s.dispose())); // closes the connection
 
 test('the manifest declares the settings, commands and entry point the code uses', () => {
   for (const key of ['socketPath', 'debounceMs', 'singleLine', 'maxTokens']) assert.ok(`mambad.${key}` in declared, key);
