@@ -198,7 +198,8 @@ function startDaemon(socketPath) {
 
 test('no daemon gives a clear error; the connection is remade after a restart', async () => {
   assert.ok(process.env.MAMBAD_BIN && process.env.MAMBAD_MODEL, 'MAMBAD_BIN and MAMBAD_MODEL are set');
-  const socketPath = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mambad-js-')), 'd.sock');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mambad-js-'));
+  const socketPath = path.join(dir, 'd.sock');
   const client = new MambadClient({ socketPath });
   const suggester = new Suggester(client, settings());
   try {
@@ -218,5 +219,6 @@ test('no daemon gives a clear error; the connection is remade after a restart', 
     assert.equal(await daemon.exited, 0);
   } finally {
     client.close();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
