@@ -193,6 +193,11 @@ AVX512 static void pack_q4_avx512(const mk_q4_matrix *w, float multiplier, int64
     }
 }
 
+/// How far ahead decode asks for codes: the hardware prefetcher alone leaves some of
+/// the two-core bandwidth unused when the host is in its fast state (measured: 16 KiB
+/// gave up to 14.4 tok/s where no prefetch gave 13.3; no change in the slow state).
+#define PREFETCH_BYTES 16384
+
 VNNI static inline __m512i broadcast_word(const int8_t *p) {
     int32_t word;
     memcpy(&word, p, 4);
@@ -219,6 +224,7 @@ VNNI static inline __attribute__((always_inline)) void tile_q4(
         if (split)
             for (int t = 0; t < T; t++) hi_dot[t] = _mm512_setzero_si512();
         for (int c = 0; c < 8; c++) {
+            _mm_prefetch((const char *)(codes + (b * 8 + c) * 64 + PREFETCH_BYTES), _MM_HINT_T0);
             const __m512i v = _mm512_loadu_si512(codes + (b * 8 + c) * 64);
             const __m512i lo = _mm512_shuffle_epi8(table, _mm512_and_si512(v, nibble));
             const __m512i hi = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble));
