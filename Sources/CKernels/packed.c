@@ -204,6 +204,27 @@ VNNI static inline __m512i broadcast_word(const int8_t *p) {
     return _mm512_set1_epi32(word);
 }
 
+/// End of a block of 64 columns: acc[t] += float(dot[t]) * row scales * activation scale.
+VNNI static inline __attribute__((always_inline)) void rescale_block(
+    const uint16_t *scales, const mk_q8_rows *x, int64_t t0, const int T, int64_t b, const __m512i *dot, __m512 *acc) {
+    const int64_t blocks = x->cols / 64;
+    const __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)scales));
+    for (int t = 0; t < T; t++) {
+        const __m512 s = _mm512_mul_ps(ws, _mm512_set1_ps(x->scale[(t0 + t) * blocks + b]));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[t]), s, acc[t]);
+    }
+}
+
+/// Y for T activation rows from t0 and panel p: acc[t] times the output scale, masked
+/// to the matrix's rows.
+VNNI static inline __attribute__((always_inline)) void store_tile(
+    const mk_packed_matrix *w, int64_t p, const __m512 *acc, int64_t t0, const int T, float *y, int64_t ldy) {
+    const __m512 out = _mm512_set1_ps(w->out_scale);
+    const int64_t valid_rows = w->rows - p * 16 < 16 ? w->rows - p * 16 : 16;
+    const __mmask16 valid = (__mmask16)((1u << valid_rows) - 1);
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + p * 16, valid, _mm512_mul_ps(acc[t], out));
+}
+
 /// T activation rows (from t0) against one panel of 4-bit codes, decoded in registers.
 /// With few rows, two dot-product chains per row (low and high nibbles) hide vpdpbusd's
 /// latency; with more, one chain per row keeps every accumulator in a register.
@@ -234,17 +255,11 @@ VNNI static inline __attribute__((always_inline)) void tile_q4(
                 else lo_dot[t] = _mm512_dpbusd_epi32(lo_dot[t], hi, broadcast_word(xq + t * n + 4 * c + 32));
             }
         }
-        const __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + b * 16)));
-        for (int t = 0; t < T; t++) {
-            const __m512 s = _mm512_mul_ps(ws, _mm512_set1_ps(x->scale[(t0 + t) * blocks + b]));
-            const __m512i dot = split ? _mm512_add_epi32(lo_dot[t], hi_dot[t]) : lo_dot[t];
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc[t]);
-        }
+        if (split)
+            for (int t = 0; t < T; t++) lo_dot[t] = _mm512_add_epi32(lo_dot[t], hi_dot[t]);
+        rescale_block(scales + b * 16, x, t0, T, b, lo_dot, acc);
     }
-    const __m512 out = _mm512_set1_ps(w->out_scale);
-    const int64_t valid_rows = w->rows - p * 16 < 16 ? w->rows - p * 16 : 16;
-    const __mmask16 valid = (__mmask16)((1u << valid_rows) - 1);
-    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + p * 16, valid, _mm512_mul_ps(acc[t], out));
+    store_tile(w, p, acc, t0, T, y, ldy);
 }
 
 /// T activation rows against one panel of uint8 weights ([blocks][16][64] bytes). With
@@ -273,17 +288,11 @@ VNNI static inline __attribute__((always_inline)) void tile_u8(
                 else even[t] = _mm512_dpbusd_epi32(even[t], v1, broadcast_word(xq + t * n + 4 * q + 4));
             }
         }
-        const __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(scales + b * 16)));
-        for (int t = 0; t < T; t++) {
-            const __m512i dot = split ? _mm512_add_epi32(even[t], odd[t]) : even[t];
-            const __m512 s = _mm512_mul_ps(ws, _mm512_set1_ps(x->scale[(t0 + t) * blocks + b]));
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), s, acc[t]);
-        }
+        if (split)
+            for (int t = 0; t < T; t++) even[t] = _mm512_add_epi32(even[t], odd[t]);
+        rescale_block(scales + b * 16, x, t0, T, b, even, acc);
     }
-    const __m512 out = _mm512_set1_ps(w->out_scale);
-    const int64_t valid_rows = w->rows - p * 16 < 16 ? w->rows - p * 16 : 16;
-    const __mmask16 valid = (__mmask16)((1u << valid_rows) - 1);
-    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + p * 16, valid, _mm512_mul_ps(acc[t], out));
+    store_tile(w, p, acc, t0, T, y, ldy);
 }
 
 /// Spread one panel of 4-bit codes to uint8 weights through the table (for many tokens).

@@ -31,16 +31,7 @@ import Testing
         defer { unlink(path) }
         // a socket file nobody listens on, as a killed daemon leaves behind
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            let bytes = Array(path.utf8)
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let bound = withUnsafePointer(to: &address) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let bound = bindUnixSocket(fd, to: path)
         close(fd)
         #expect(bound == 0 && FileManager.default.fileExists(atPath: path))
         let daemon = try TestDaemon(socket: path)

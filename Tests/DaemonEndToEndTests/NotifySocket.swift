@@ -28,16 +28,7 @@ final class NotifySocket: Sendable {
         path = "/tmp/mambad-notify-\(UUID().uuidString.prefix(8)).sock"
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { throw NotifySocketError(what: "socket", errno: errno) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            let bytes = Array(path.utf8)
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let bound = withUnsafePointer(to: &address) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let bound = bindUnixSocket(fd, to: path)
         guard bound == 0 else { close(fd); throw NotifySocketError(what: "bind \(path)", errno: errno) }
         let inbox = inbox
         Thread { Self.read(fd, into: inbox) }.start()
@@ -90,4 +81,18 @@ struct NotifySocketError: Error, CustomStringConvertible {
     let what: String
     let errno: Int32
     var description: String { errno == 0 ? what : "\(what): \(String(cString: strerror(errno)))" }
+}
+
+/// bind(2) a Unix socket to `path` (shorter than sun_path); returns bind's result.
+func bindUnixSocket(_ fd: Int32, to path: String) -> Int32 {
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        let bytes = Array(path.utf8)
+        raw.copyBytes(from: bytes)
+        raw[bytes.count] = 0
+    }
+    return withUnsafePointer(to: &address) { p in
+        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
 }
