@@ -19,7 +19,7 @@ mk_q8_rows mk_q8_rows_in(void *memory, int64_t rows, int64_t cols) {
     return x;
 }
 
-void mk_q8_quantize_rows(const float *x, int64_t ldx, mk_q8_rows *out) {
+static void quantize_rows_scalar(const float *x, int64_t ldx, mk_q8_rows *out) {
     const int64_t blocks = out->cols / 64;
     for (int64_t t = 0; t < out->rows; t++) {
         for (int64_t b = 0; b < blocks; b++) {
@@ -37,6 +37,48 @@ void mk_q8_quantize_rows(const float *x, int64_t ldx, mk_q8_rows *out) {
             out->neg_corr[t * blocks + b] = -128 * sum;
         }
     }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/// The same arithmetic, 16 lanes at a time (a decode step quantizes 256 vectors: in
+/// scalar code with lrintf that was ~3% of a step on the caller's thread alone).
+__attribute__((target("avx512f,avx512bw"))) static void quantize_rows_avx512(const float *x, int64_t ldx, mk_q8_rows *out) {
+    const int64_t blocks = out->cols / 64;
+    for (int64_t t = 0; t < out->rows; t++) {
+        for (int64_t b = 0; b < blocks; b++) {
+            const float *xb = x + t * ldx + 64 * b;
+            __m512 v[4], m = _mm512_setzero_ps();
+            for (int i = 0; i < 4; i++) {
+                v[i] = _mm512_loadu_ps(xb + 16 * i);
+                m = _mm512_max_ps(m, _mm512_abs_ps(v[i]));
+            }
+            const float amax = _mm512_reduce_max_ps(m);
+            const float inverse = amax > 0 ? 127.0f / amax : 0.0f;
+            const __m512 scale = _mm512_set1_ps(inverse);
+            int8_t *q = out->q + t * out->cols + 64 * b;
+            __m512i sum = _mm512_setzero_si512();
+            for (int i = 0; i < 4; i++) {
+                const __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(v[i], scale));  // round to nearest even, as lrintf
+                sum = _mm512_add_epi32(sum, r);
+                _mm_storeu_si128((__m128i *)(q + 16 * i), _mm512_cvtsepi32_epi8(r));
+            }
+            out->scale[t * blocks + b] = amax / 127.0f;
+            out->neg_corr[t * blocks + b] = -128 * _mm512_reduce_add_epi32(sum);
+        }
+    }
+}
+#endif
+
+void mk_q8_quantize_rows(const float *x, int64_t ldx, mk_q8_rows *out) {
+#if defined(__x86_64__)
+    if (strcmp(mk_isa(), "avx512") == 0) {
+        quantize_rows_avx512(x, ldx, out);
+        return;
+    }
+#endif
+    quantize_rows_scalar(x, ldx, out);
 }
 
 float mk_q8_lut(const float table[16], uint8_t lut[16]) {

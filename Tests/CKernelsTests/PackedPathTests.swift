@@ -84,6 +84,34 @@ extension KernelTests {
         }
     }
 
+    @Test func activationQuantizationIsTheSameOnEveryPath() {
+        var random = TestRandom(state: 5)
+        let rows = 3, cols = 192
+        var xs = (0..<rows * cols).map { _ in random.float() * 3 }
+        for i in 128..<192 { xs[i] = 0 }  // an all-zero block
+        func quantize() -> (q: [Int8], scale: [Float], corr: [Int32]) {
+            var memory = [UInt8](repeating: 0, count: Int(mk_q8_rows_bytes(Int64(rows), Int64(cols))))
+            return memory.withUnsafeMutableBytes { raw in
+                var x = mk_q8_rows_in(raw.baseAddress!, Int64(rows), Int64(cols))
+                mk_q8_quantize_rows(xs, Int64(cols), &x)
+                return (Array(UnsafeBufferPointer(start: x.q, count: rows * cols)),
+                        Array(UnsafeBufferPointer(start: x.scale, count: rows * cols / 64)),
+                        Array(UnsafeBufferPointer(start: x.neg_corr, count: rows * cols / 64)))
+            }
+        }
+        #expect(mk_force_isa(1) == 0)
+        let reference = quantize()
+        mk_force_isa(0)
+        for isa in availableISAs where isa > 1 {
+            #expect(mk_force_isa(isa) == 0)
+            let other = quantize()
+            mk_force_isa(0)
+            #expect(other.q == reference.q && other.scale == reference.scale && other.corr == reference.corr, "isa \(isa)")
+        }
+        #expect(reference.q[128..<192].allSatisfy { $0 == 0 } && reference.scale[2] == 0)
+        #expect(reference.q.allSatisfy { $0 != -128 })
+    }
+
     @Test func scaleMultiplierKeepsTheLargestScaleInFloat16() {
         for value: Float in [1e-9, 3e-4, 0.02, 1, 700, 65504, 3e7] {
             let scaled = value * mk_packed_scale_multiplier(value)
