@@ -378,6 +378,14 @@ static int packed_path(void) {
 
 int mk_q8_available(void) { return packed_path() > 1; }
 
+int mk_packed_gemm_needs_scratch(int64_t rows) {
+    switch (packed_path()) {
+    case 3: return rows > 8;
+    case 2: return 1;
+    default: return 0;
+    }
+}
+
 const char *mk_q8_path(void) {
     switch (packed_path()) {
     case 3: return "avx512-vnni";

@@ -16,7 +16,8 @@ private struct Workspace {
         let h = m.hiddenSize, d = m.innerSize, xw = m.timeStepRank + 2 * m.stateSize
         let matrices = m.matrices
         let tile = max(t <= Int(MK_MAX_BATCH) ? 0 : m.pool.threads * matrices.map(\.tileFloats).max()!,
-                       m.packedBytes == 0 ? 0 : Linear.packedPieces(m.pool) * (matrices.map(\.panelScratchBytes).max()! + 63) / 4)
+                       m.packedBytes == 0 || mk_packed_gemm_needs_scratch(Int64(t)) == 0 ? 0
+                           : Linear.scratchPieces(m.pool) * (matrices.map(\.panelScratchBytes).max()! + 63) / 4)
         let sizes = [t * h,       // residual
                      t * h,       // normed input / block output
                      t * 2 * d,   // in_proj output: x | z

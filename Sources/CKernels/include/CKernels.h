@@ -157,6 +157,9 @@ void mk_pack_dense_q8(const mk_dense_matrix *w, float multiplier, int64_t panel_
 /// (mk_packed_scratch_bytes), so pass it there for any row count.
 void mk_packed_gemm(const mk_packed_matrix *w, const mk_q8_rows *x, float *y, int64_t ldy,
                     int64_t panel_begin, int64_t panel_end, void *scratch);
+/// Whether mk_packed_gemm on this path uses `scratch` for `rows` activation rows
+/// (otherwise it may be NULL).
+int mk_packed_gemm_needs_scratch(int64_t rows);
 
 /// out[(r - row_begin) * cols + c] = W[r, c]: decode rows to float32 (for GEMM).
 void mk_dense_rows_to_f32(const mk_dense_matrix *w, int64_t row_begin, int64_t row_end, float *out);
