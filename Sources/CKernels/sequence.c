@@ -122,14 +122,14 @@ AVX512 static void conv1d_silu_512(float *state, const float *weight, const floa
     for (int64_t d = d_begin; d < d_end; d += 16) {
         const int64_t count = d_end - d < 16 ? d_end - d : 16;
         const __mmask16 m = (__mmask16)((1u << count) - 1);
-        float wt[16][16], st[16][16];  // [k][channel]
-        for (int64_t i = 0; i < 16; i++)
-            for (int64_t k = 0; k < K; k++) {
-                wt[k][i] = i < count ? weight[(d + i) * K + k] : 0;
-                st[k][i] = i < count ? state[(d + i) * K + k] : 0;
-            }
+        // Weights and state are [channel][k]: gather tap k of 16 channels into one register.
+        const __m512i index = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                 _mm512_set1_epi32((int)K));
         __m512 w[16], window[16];
-        for (int64_t k = 0; k < K; k++) { w[k] = _mm512_loadu_ps(wt[k]); window[k] = _mm512_loadu_ps(st[k]); }
+        for (int64_t k = 0; k < K; k++) {
+            w[k] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, index, weight + d * K + k, 4);
+            window[k] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, index, state + d * K + k, 4);
+        }
         const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + d) : _mm512_setzero_ps();
         for (int64_t t = 0; t < T; t++) {
             for (int64_t k = 0; k + 1 < K; k++) window[k] = window[k + 1];
@@ -138,9 +138,7 @@ AVX512 static void conv1d_silu_512(float *state, const float *weight, const floa
             for (int64_t k = 0; k < K; k++) acc = _mm512_fmadd_ps(window[k], w[k], acc);
             _mm512_mask_storeu_ps(out + t * D + d, m, silu512(acc));
         }
-        for (int64_t k = 0; k < K; k++) _mm512_storeu_ps(st[k], window[k]);
-        for (int64_t i = 0; i < count; i++)
-            for (int64_t k = 0; k < K; k++) state[(d + i) * K + k] = st[k][i];
+        for (int64_t k = 0; k < K; k++) _mm512_mask_i32scatter_ps(state + d * K + k, m, index, window[k], 4);
     }
 }
 #endif
