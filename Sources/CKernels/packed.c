@@ -166,7 +166,7 @@ AVX512 static void pack_q4_avx512(const mk_q4_matrix *w, float multiplier, int64
         for (int64_t i = 0; i < 16; i++) {
             const int64_t r = p * 16 + i;
             uint8_t *row = rows + i * n;
-            if (r >= w->rows || (r * n) % 2 != 0 || n % 128 != 0) {
+            if (r >= w->rows || n % 128 != 0) {  // past the matrix, or a width the 128-code loop below does not cover
                 for (int64_t k = 0; k < n; k++) row[k] = r < w->rows ? q4_code(w, r, k) : 0;
                 continue;
             }

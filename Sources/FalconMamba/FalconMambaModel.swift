@@ -67,6 +67,8 @@ public final class FalconMambaModel: Sendable {
     let layers: [MambaLayer]
     let normF: [Float]
     let lmHead: Linear           // [V, H]
+    /// Every matrix product's weights: each layer's four, then the lm_head.
+    let matrices: [Linear]
     /// The threads products and scans are split across.
     public let pool: ComputePool
     /// Exact (bitsandbytes-identical) or fast (int8) 4-bit products.
@@ -137,6 +139,7 @@ public final class FalconMambaModel: Sendable {
             throw .missingTensor(tensor: "lm_head.weight (config.json has tie_word_embeddings false)",
                                  path: checkpoint.describeLocation(of: "lm_head.weight"))
         }
+        matrices = layers.flatMap { [$0.inProj, $0.xProj, $0.dtProj, $0.outProj] } + [lmHead]
         if precision == .fast { packWeights(cache: cache) }
     }
 
@@ -178,7 +181,7 @@ public final class FalconMambaModel: Sendable {
             }
             if let cache, let created, let target,
                cache.commit(created.file, temporaryPath: created.temporaryPath, path: target.path,
-                            prefix: PackedWeightsCache.prefix(for: checkpoint), key: target.key,
+                            prefix: target.prefix, key: target.key,
                             matrices: packed, offsets: offsets, total: total) {
                 packSource = .packed(cacheFile: target.path)
             } else {
@@ -276,10 +279,9 @@ extension FalconMambaModel {
         return perLayer + lmHead.bytesPerProduct(precision) + hiddenSize * embeddings.dtype.byteSize
     }
 
-    /// Bytes of the weights repacked for the fast path (held in memory; 0 on the exact path).
+    /// Bytes of the weights repacked for the fast path (in the cache file's mapping or in
+    /// anonymous memory, as `packSource` says; 0 when nothing is packed).
     public var packedBytes: Int { matrices.reduce(0) { $0 + ($1.packed?.bytes ?? 0) } }
-
-    var matrices: [Linear] { layers.flatMap { [$0.inProj, $0.xProj, $0.dtProj, $0.outProj] } + [lmHead] }
 
     /// Read the weights a decode step reads, on the pool's threads: the packed copy on
     /// the fast path, else every mapped checkpoint byte. The bandwidth a decode step could
@@ -287,7 +289,7 @@ extension FalconMambaModel {
     public func probeReadBandwidth() -> Double {
         let chunk = 8 << 20
         var regions: [(UnsafeRawPointer, Int)] = []
-        if packedBytes > 0 {
+        if packSource != .none {
             regions = matrices.flatMap { $0.packed?.regions ?? [] }
         } else {
             for file in checkpoint.files { if let base = file.file.base { regions.append((base, file.file.size)) } }

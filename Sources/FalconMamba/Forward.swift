@@ -16,7 +16,7 @@ private struct Workspace {
         let h = m.hiddenSize, d = m.innerSize, xw = m.timeStepRank + 2 * m.stateSize
         let matrices = m.matrices
         let tile = max(t <= Int(MK_MAX_BATCH) ? 0 : m.pool.threads * matrices.map(\.tileFloats).max()!,
-                       m.packedBytes == 0 || mk_packed_gemm_needs_scratch(Int64(t)) == 0 ? 0
+                       m.packSource == .none || mk_packed_gemm_needs_scratch(Int64(t)) == 0 ? 0
                            : Linear.scratchPieces(m.pool) * (matrices.map(\.panelScratchBytes).max()! + 63) / 4)
         let sizes = [t * h,       // residual
                      t * h,       // normed input / block output

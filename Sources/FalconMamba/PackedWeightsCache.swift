@@ -36,11 +36,14 @@ public struct PackedWeightsCache: Sendable {
     static func headerBytes(count: Int) -> Int { (64 + count * entryBytes + 4095) / 4096 * 4096 }
 
     /// The file for a checkpoint and set of layouts: `<folder name>-<hash of its path>-<key>.packed`.
-    func path(for checkpoint: Checkpoint, layouts: [PackedLayout]) -> (path: String, key: UInt64) {
+    /// Also returns the key (stored in the header) and the prefix every file of this
+    /// checkpoint folder shares (for `prune`).
+    func path(for checkpoint: Checkpoint, layouts: [PackedLayout]) -> (path: String, key: UInt64, prefix: String) {
         var key = Self.fnv(["mambad packed weights v1"] + checkpoint.files.map(\.file.identity)
                            + layouts.map { "\($0.rows)x\($0.cols)x\($0.bits)" })
         if key == 0 { key = 1 }
-        return (directory + "/" + Self.prefix(for: checkpoint) + Self.hex(key) + ".packed", key)
+        let prefix = Self.prefix(for: checkpoint)
+        return (directory + "/" + prefix + Self.hex(key) + ".packed", key, prefix)
     }
 
     /// What every cache file of this checkpoint folder's name starts with.
