@@ -1,8 +1,8 @@
 // Weights repacked for the int8 path, and the products over them.
 //
 // A packed matrix is cut into panels of 16 rows and, along the columns, blocks of 64.
-// For every (panel, block) it stores 16 half-precision row scales and the weights in
-// the order vpdpbusd consumes them: one 64-byte vector holds 4 consecutive columns of
+// For every (panel, block) it stores 16 uint8 block scales (one per row) and the
+// weights in the order vpdpbusd consumes them: one 64-byte vector holds 4 consecutive columns of
 // all 16 rows (byte 4i + j is row i, column 4q + j of the block), so one instruction
 // multiplies 16 rows by 4 broadcast activations and no horizontal sums are needed.
 //
@@ -10,9 +10,13 @@
 //   bits 4: 8 vectors of nibbles (512 bytes); vector c holds column group q = c in its
 //           low nibbles and q = c + 8 in its high nibbles, as codes into `lut`.
 //
+// Each row has one float scale: a block's scale is its uint8 times the row's scale, so
+// the scales cost 1 byte per 64 weights (a 4-bit matrix reads 4.125 bits a weight). The
+// uint8 is the block's absmax as a fraction of the row's largest (at most 0.2% off for
+// blocks above a quarter of it, against the 4-bit codes' own ~10%).
+//
 // Reading one packed panel serves every sequence of a batch; the same bytes feed the
-// prefill GEMM. Scales are stored times a power of two (`scale_multiplier`) so that
-// the largest fits float16; `out_scale` undoes it.
+// prefill GEMM.
 #include "internal.h"
 #include <math.h>
 #include <stdlib.h>
@@ -27,28 +31,31 @@ int64_t mk_packed_code_bytes(int64_t rows, int64_t cols, int32_t bits) {
 
 int64_t mk_packed_scale_count(int64_t rows, int64_t cols) { return mk_packed_panels(rows) * (cols / 64) * 16; }
 
-float mk_packed_scale_multiplier(float max_scale) {
-    if (!(max_scale > 0) || !isfinite(max_scale)) return 1.0f;
-    int exponent;
-    frexpf(max_scale, &exponent);  // max_scale = m * 2^exponent, m in [0.5, 1)
-    int shift = 15 - exponent;     // max_scale * 2^shift < 2^15
-    if (shift > 100) shift = 100;
-    if (shift < -100) shift = -100;
-    return ldexpf(1.0f, shift);
+int64_t mk_packed_row_count(int64_t rows) { return mk_packed_panels(rows) * 16; }
+
+/// One row's block scales as uint8 fractions of `largest`, stored as largest / 255.
+/// Non-finite or negative absmax (never written by bitsandbytes) count as zero.
+static float row_scale_of(float largest) { return largest > 0 && isfinite(largest) ? largest / 255.0f : 0.0f; }
+
+static uint8_t block_scale(float value, float row_scale, int round_up) {
+    if (!(row_scale > 0) || !(value > 0)) return 0;
+    const float units = value / row_scale;
+    long q = round_up ? (long)ceilf(units) : lrintf(units);
+    return (uint8_t)(q > 255 ? 255 : q < 0 ? 0 : q);
 }
 
-float mk_q4_max_absmax(const mk_q4_matrix *w) {
-    const int64_t blocks = (w->rows * w->cols + w->blocksize - 1) / w->blocksize;
-    float m = 0;
-    for (int64_t i = 0; i < blocks; i++) m = fmaxf(m, fabsf(w->absmax[i]));
-    return m;
-}
-
-/// Scale of rows [r0, r0 + 16), 64-column block b, into out[16] (zero for missing rows).
-static void q4_panel_scales(const mk_q4_matrix *w, int64_t r0, int64_t b, float multiplier, uint16_t out[16]) {
+/// Scales of rows [r0, r0 + 16) over all blocks: row_scales[16] and, for block b,
+/// scales[b * 16 + i] (zero for missing rows).
+static void q4_panel_scales(const mk_q4_matrix *w, int64_t r0, uint8_t *scales, float row_scales[16]) {
+    const int64_t blocks = w->cols / 64;
     for (int64_t i = 0; i < 16; i++) {
         const int64_t r = r0 + i;
-        out[i] = r < w->rows ? mk_f32_to_f16(w->absmax[(r * w->cols + 64 * b) / w->blocksize] * multiplier) : 0;
+        float largest = 0;
+        if (r < w->rows)
+            for (int64_t b = 0; b < blocks; b++) largest = fmaxf(largest, w->absmax[(r * w->cols + 64 * b) / w->blocksize]);
+        row_scales[i] = row_scale_of(largest);
+        for (int64_t b = 0; b < blocks; b++)
+            scales[b * 16 + i] = r < w->rows ? block_scale(w->absmax[(r * w->cols + 64 * b) / w->blocksize], row_scales[i], 0) : 0;
     }
 }
 
@@ -59,8 +66,8 @@ static inline uint8_t q4_code(const mk_q4_matrix *w, int64_t r, int64_t k) {
     return e % 2 == 0 ? byte >> 4 : byte & 15;
 }
 
-static void pack_q4_scalar(const mk_q4_matrix *w, float multiplier, int64_t p0, int64_t p1,
-                           uint8_t *codes, uint16_t *scales) {
+static void pack_q4_scalar(const mk_q4_matrix *w, int64_t p0, int64_t p1,
+                           uint8_t *codes, uint8_t *scales, float *row_scales) {
     const int64_t blocks = w->cols / 64;
     for (int64_t p = p0; p < p1; p++) {
         for (int64_t b = 0; b < blocks; b++) {
@@ -73,51 +80,49 @@ static void pack_q4_scalar(const mk_q4_matrix *w, float multiplier, int64_t p0, 
                         const uint8_t hi = r < w->rows ? q4_code(w, r, k + 32) : 0;
                         out[c * 64 + 4 * i + j] = (uint8_t)(lo | hi << 4);
                     }
-            q4_panel_scales(w, p * 16, b, multiplier, scales + (p * blocks + b) * 16);
         }
+        q4_panel_scales(w, p * 16, scales + p * blocks * 16, row_scales + p * 16);
     }
 }
 
-void mk_pack_dense_q8(const mk_dense_matrix *w, float multiplier, int64_t p0, int64_t p1,
-                      uint8_t *codes, uint16_t *scales, float *rows_f32) {
+void mk_pack_dense_q8(const mk_dense_matrix *w, int64_t p0, int64_t p1,
+                      uint8_t *codes, uint8_t *scales, float *row_scales, float *rows_f32) {
     const int64_t n = w->cols, blocks = n / 64;
     for (int64_t p = p0; p < p1; p++) {
         const int64_t r0 = p * 16, count = w->rows - r0 < 16 ? w->rows - r0 : 16;
         mk_dense_rows_to_f32(w, r0, r0 + count, rows_f32);
-        for (int64_t b = 0; b < blocks; b++) {
-            uint8_t *out = codes + (p * blocks + b) * 1024;
-            uint16_t *s = scales + (p * blocks + b) * 16;
-            for (int64_t i = 0; i < 16; i++) {
-                if (i >= count) {
-                    s[i] = 0;
-                    for (int q = 0; q < 16; q++) memset(out + q * 64 + 4 * i, 128, 4);
-                    continue;
+        for (int64_t i = 0; i < 16; i++) {
+            float *row_scale = row_scales + p * 16 + i;
+            if (i >= count) {
+                *row_scale = 0;
+                for (int64_t b = 0; b < blocks; b++) {
+                    scales[(p * blocks + b) * 16 + i] = 0;
+                    for (int q = 0; q < 16; q++) memset(codes + (p * blocks + b) * 1024 + q * 64 + 4 * i, 128, 4);
                 }
-                const float *x = rows_f32 + i * n + 64 * b;
+                continue;
+            }
+            const float *x = rows_f32 + i * n;
+            float largest = 0;
+            for (int64_t k = 0; k < n; k++) largest = fmaxf(largest, fabsf(x[k]));
+            *row_scale = row_scale_of(largest / 127.0f);
+            for (int64_t b = 0; b < blocks; b++) {
+                uint8_t *out = codes + (p * blocks + b) * 1024;
                 float amax = 0;
-                for (int k = 0; k < 64; k++) amax = fmaxf(amax, fabsf(x[k]));
-                // Quantize against the scale as stored (float16), so the two agree.
-                s[i] = mk_f32_to_f16(amax / 127.0f * multiplier);
-                const float stored = mk_f16_to_f32(s[i]) / multiplier;
+                for (int k = 0; k < 64; k++) amax = fmaxf(amax, fabsf(x[64 * b + k]));
+                // Rounded up, so no weight is clipped; the weights are quantized against
+                // the scale as stored, so the two agree.
+                const uint8_t s = block_scale(amax / 127.0f, *row_scale, 1);
+                scales[(p * blocks + b) * 16 + i] = s;
+                const float stored = (float)s * *row_scale;
                 const float inverse = stored > 0 ? 1.0f / stored : 0.0f;
                 for (int k = 0; k < 64; k++) {
-                    long v = lrintf(x[k] * inverse);
+                    long v = lrintf(x[64 * b + k] * inverse);
                     v = v > 127 ? 127 : v < -127 ? -127 : v;
                     out[(k / 4) * 64 + 4 * i + k % 4] = (uint8_t)(v + 128);
                 }
             }
         }
     }
-}
-
-float mk_dense_max_abs(const mk_dense_matrix *w, int64_t r0, int64_t r1, float *rows_f32) {
-    float m = 0;
-    for (int64_t r = r0; r < r1; r += 16) {
-        const int64_t end = r + 16 < r1 ? r + 16 : r1;
-        mk_dense_rows_to_f32(w, r, end, rows_f32);
-        for (int64_t i = 0; i < (end - r) * w->cols; i++) m = fmaxf(m, fabsf(rows_f32[i]));
-    }
-    return m;
 }
 
 int64_t mk_packed_scratch_bytes(int64_t cols) { return cols * 16 + 128; }
@@ -142,10 +147,10 @@ static void gemm_scalar(const mk_packed_matrix *w, const mk_q8_rows *x, float *y
                 for (int64_t b = 0; b < blocks; b++) {
                     int32_t dot = x->neg_corr[t * blocks + b];
                     for (int k = 0; k < 64; k++) dot += (int32_t)packed_weight(w, p, b, i, k) * x->q[t * n + 64 * b + k];
-                    const float s = mk_f16_to_f32(w->scales[(p * blocks + b) * 16 + i]);
+                    const float s = (float)w->scales[(p * blocks + b) * 16 + i];
                     sum += (float)dot * (s * x->scale[t * blocks + b]);
                 }
-                y[t * ldy + p * 16 + i] = sum * w->out_scale;
+                y[t * ldy + p * 16 + i] = sum * (w->row_scales[p * 16 + i] * w->out_scale);
             }
 }
 
@@ -156,8 +161,8 @@ static void gemm_scalar(const mk_packed_matrix *w, const mk_q8_rows *x, float *y
 
 /// Pack 16 rows of 4-bit codes: each row is spread to one code per byte, then the 4-byte
 /// column groups of the 16 rows are gathered into one vector and two groups merged.
-AVX512 static void pack_q4_avx512(const mk_q4_matrix *w, float multiplier, int64_t p0, int64_t p1,
-                                uint8_t *codes, uint16_t *scales, uint8_t *rows) {
+AVX512 static void pack_q4_avx512(const mk_q4_matrix *w, int64_t p0, int64_t p1,
+                                uint8_t *codes, uint8_t *scales, float *row_scales, uint8_t *rows) {
     const int64_t n = w->cols, blocks = n / 64;
     const __m512i nibble = _mm512_set1_epi8(0x0F);
     const __m512i index = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
@@ -188,8 +193,8 @@ AVX512 static void pack_q4_avx512(const mk_q4_matrix *w, float multiplier, int64
                 const __m512i hi = _mm512_i32gather_epi32(index, rows + 64 * b + 4 * c + 32, 1);
                 _mm512_storeu_si512(out + c * 64, _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4)));
             }
-            q4_panel_scales(w, p * 16, b, multiplier, scales + (p * blocks + b) * 16);
         }
+        q4_panel_scales(w, p * 16, scales + p * blocks * 16, row_scales + p * 16);
     }
 }
 
@@ -206,20 +211,20 @@ VNNI static inline __m512i broadcast_word(const int8_t *p) {
 
 /// End of a block of 64 columns: acc[t] += float(dot[t]) * row scales * activation scale.
 VNNI static inline __attribute__((always_inline)) void rescale_block(
-    const uint16_t *scales, const mk_q8_rows *x, int64_t t0, const int T, int64_t b, const __m512i *dot, __m512 *acc) {
+    const uint8_t *scales, const mk_q8_rows *x, int64_t t0, const int T, int64_t b, const __m512i *dot, __m512 *acc) {
     const int64_t blocks = x->cols / 64;
-    const __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)scales));
+    const __m512 ws = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)scales)));
     for (int t = 0; t < T; t++) {
         const __m512 s = _mm512_mul_ps(ws, _mm512_set1_ps(x->scale[(t0 + t) * blocks + b]));
         acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[t]), s, acc[t]);
     }
 }
 
-/// Y for T activation rows from t0 and panel p: acc[t] times the output scale, masked
-/// to the matrix's rows.
+/// Y for T activation rows from t0 and panel p: acc[t] times the row and output
+/// scales, masked to the matrix's rows.
 VNNI static inline __attribute__((always_inline)) void store_tile(
     const mk_packed_matrix *w, int64_t p, const __m512 *acc, int64_t t0, const int T, float *y, int64_t ldy) {
-    const __m512 out = _mm512_set1_ps(w->out_scale);
+    const __m512 out = _mm512_mul_ps(_mm512_loadu_ps(w->row_scales + p * 16), _mm512_set1_ps(w->out_scale));
     const int64_t valid_rows = w->rows - p * 16 < 16 ? w->rows - p * 16 : 16;
     const __mmask16 valid = (__mmask16)((1u << valid_rows) - 1);
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (t0 + t) * ldy + p * 16, valid, _mm512_mul_ps(acc[t], out));
@@ -234,7 +239,7 @@ VNNI static inline __attribute__((always_inline)) void tile_q4(
     const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->lut));
     const __m512i nibble = _mm512_set1_epi8(0x0F);
     const uint8_t *codes = w->codes + p * blocks * 512;
-    const uint16_t *scales = w->scales + p * blocks * 16;
+    const uint8_t *scales = w->scales + p * blocks * 16;
     const int split = T <= 4;
     __m512 acc[8];
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
@@ -269,7 +274,7 @@ VNNI static inline __attribute__((always_inline)) void tile_u8(
     const mk_packed_matrix *w, const uint8_t *panel, int64_t p, const mk_q8_rows *x, int64_t t0, const int T,
     float *y, int64_t ldy) {
     const int64_t n = w->cols, blocks = n / 64;
-    const uint16_t *scales = w->scales + p * blocks * 16;
+    const uint8_t *scales = w->scales + p * blocks * 16;
     const int split = T <= 4;
     __m512 acc[12];
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
@@ -394,16 +399,16 @@ const char *mk_q8_path(void) {
     }
 }
 
-void mk_pack_q4(const mk_q4_matrix *w, float multiplier, int64_t p0, int64_t p1,
-                uint8_t *codes, uint16_t *scales, void *scratch) {
+void mk_pack_q4(const mk_q4_matrix *w, int64_t p0, int64_t p1,
+                uint8_t *codes, uint8_t *scales, float *row_scales, void *scratch) {
 #if defined(__x86_64__)
     if (strcmp(mk_isa(), "avx512") == 0) {
-        pack_q4_avx512(w, multiplier, p0, p1, codes, scales, (uint8_t *)scratch);
+        pack_q4_avx512(w, p0, p1, codes, scales, row_scales, (uint8_t *)scratch);
         return;
     }
 #endif
     (void)scratch;
-    pack_q4_scalar(w, multiplier, p0, p1, codes, scales);
+    pack_q4_scalar(w, p0, p1, codes, scales, row_scales);
 }
 
 void mk_packed_gemm(const mk_packed_matrix *w, const mk_q8_rows *x, float *y, int64_t ldy,

@@ -44,7 +44,7 @@ AVX2 static inline __attribute__((always_inline)) void tile_half(
     const mk_packed_matrix *w, const int8_t *panel, int64_t p, int h, const mk_q8_rows *x, int64_t t0, const int T,
     float *y, int64_t ldy) {
     const int64_t n = w->cols, blocks = n / 64;
-    const uint16_t *scales = w->scales + p * blocks * 16 + 8 * h;
+    const uint8_t *scales = w->scales + p * blocks * 16 + 8 * h;
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[AVX2_TOKENS];
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
@@ -62,14 +62,14 @@ AVX2 static inline __attribute__((always_inline)) void tile_half(
                 dot[t] = _mm256_add_epi32(dot[t], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, a), ones));
             }
         }
-        const __m256 ws = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + b * 16)));
+        const __m256 ws = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(scales + b * 16))));
         for (int t = 0; t < T; t++) {
             const __m256 s = _mm256_mul_ps(ws, _mm256_set1_ps(x->scale[(t0 + t) * blocks + b]));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[t]), s, acc[t]);
         }
     }
-    const __m256 out = _mm256_set1_ps(w->out_scale);
     const int64_t r0 = p * 16 + 8 * h;
+    const __m256 out = _mm256_mul_ps(_mm256_loadu_ps(w->row_scales + r0), _mm256_set1_ps(w->out_scale));
     const int64_t valid = w->rows - r0 < 8 ? w->rows - r0 : 8;
     for (int t = 0; t < T; t++) {
         float lanes[8];

@@ -180,8 +180,7 @@ public final class FalconMambaModel: Sendable {
                 linear.adopt(PackedWeights(matrix: packed[i], layout: layout, owner: owner))
             }
             if let cache, let created, let target,
-               cache.commit(created.file, temporaryPath: created.temporaryPath, path: target.path,
-                            prefix: target.prefix, key: target.key,
+               cache.commit(created.file, temporaryPath: created.temporaryPath, target: target,
                             matrices: packed, offsets: offsets, total: total) {
                 packSource = .packed(cacheFile: target.path)
             } else {

@@ -4,9 +4,9 @@ import Glibc
 import CKernels
 
 /// A weight matrix repacked for the int8 fast path (layout in CKernels/packed.c):
-/// 4-bit checkpoint weights keep their codes (16-row panels, float16 block scales: 4.25
-/// bits a weight instead of 4.5); a dense matrix (the lm_head) becomes int8 with a scale
-/// per row and block of 64 (8.25 bits instead of 16). One pass over a panel serves every
+/// 4-bit checkpoint weights keep their codes (16-row panels, a uint8 scale per block of
+/// 64 times a float per row: 4.125 bits a weight instead of 4.5); a dense matrix (the
+/// lm_head) becomes int8 with the same scales (8.125 bits instead of 16). One pass over a panel serves every
 /// sequence of a decode batch. The bytes live in memory owned by `owner`: a packed-weights
 /// cache file mapped from the page cache, or anonymous memory.
 final class PackedWeights: @unchecked Sendable {
@@ -21,12 +21,13 @@ final class PackedWeights: @unchecked Sendable {
     }
 
     /// Bytes one product reads: codes and scales.
-    var bytes: Int { layout.codeBytes + layout.scaleCount * 2 }
+    var bytes: Int { layout.codeBytes + layout.scaleCount + layout.rowScaleCount * 4 }
 
     /// The memory a product reads (for the bandwidth probe).
     var regions: [(UnsafeRawPointer, Int)] {
         [(UnsafeRawPointer(matrix.codes!), layout.codeBytes),
-         (UnsafeRawPointer(matrix.scales!), layout.scaleCount * 2)]
+         (UnsafeRawPointer(matrix.scales!), layout.scaleCount),
+         (UnsafeRawPointer(matrix.row_scales!), layout.rowScaleCount * 4)]
     }
 }
 
@@ -35,14 +36,18 @@ struct PackedLayout: Equatable, Sendable {
     let rows: Int, cols: Int, bits: Int32
     var codeBytes: Int { Int(mk_packed_code_bytes(Int64(rows), Int64(cols), bits)) }
     var scaleCount: Int { Int(mk_packed_scale_count(Int64(rows), Int64(cols))) }
-    /// Codes, then scales, each start 64-byte aligned; the whole rounded to 4 KiB.
-    var span: Int { ((codeBytes + 63) / 64 * 64 + scaleCount * 2 + 4095) / 4096 * 4096 }
+    var rowScaleCount: Int { Int(mk_packed_row_count(Int64(rows))) }
+    private var scaleOffset: Int { (codeBytes + 63) / 64 * 64 }
+    private var rowScaleOffset: Int { scaleOffset + (scaleCount + 63) / 64 * 64 }
+    /// Codes, block scales, row scales, each start 64-byte aligned; the whole rounded to 4 KiB.
+    var span: Int { (rowScaleOffset + rowScaleCount * 4 + 4095) / 4096 * 4096 }
 
-    /// The matrix description for memory at `base` (codes first, then scales).
+    /// The matrix description for memory at `base`.
     func matrix(at base: UnsafeMutableRawPointer) -> mk_packed_matrix {
         var m = mk_packed_matrix()
         m.codes = UnsafePointer(base.assumingMemoryBound(to: UInt8.self))
-        m.scales = UnsafePointer((base + (codeBytes + 63) / 64 * 64).assumingMemoryBound(to: UInt16.self))
+        m.scales = UnsafePointer((base + scaleOffset).assumingMemoryBound(to: UInt8.self))
+        m.row_scales = UnsafePointer((base + rowScaleOffset).assumingMemoryBound(to: Float.self))
         m.rows = Int64(rows)
         m.cols = Int64(cols)
         m.bits = bits
@@ -60,14 +65,13 @@ enum Packing {
         var m = layout.matrix(at: base)
         let table = withUnsafeBytes(of: source.table) { Array($0.bindMemory(to: Float.self)) }
         var lut = [UInt8](repeating: 0, count: 16)
-        let lutScale = mk_q8_lut(table, &lut)
-        let multiplier = mk_packed_scale_multiplier(mk_q4_max_absmax(&source))
+        m.out_scale = mk_q8_lut(table, &lut)
         withUnsafeMutableBytes(of: &m.lut) { $0.copyBytes(from: lut) }
-        m.out_scale = lutScale / multiplier
         let codes = UnsafeMutablePointer(mutating: m.codes!), scales = UnsafeMutablePointer(mutating: m.scales!)
+        let rowScales = UnsafeMutablePointer(mutating: m.row_scales!)
         split(panels: Int(mk_packed_panels(source.rows)), pool: pool, scratchBytes: Int(mk_packed_scratch_bytes(source.cols))) {
             _, range, scratch in
-            mk_pack_q4(&source, multiplier, Int64(range.lowerBound), Int64(range.upperBound), codes, scales, scratch)
+            mk_pack_q4(&source, Int64(range.lowerBound), Int64(range.upperBound), codes, scales, rowScales, scratch)
         }
         return m
     }
@@ -78,18 +82,11 @@ enum Packing {
         var source = source
         var m = layout.matrix(at: base)
         let panels = Int(mk_packed_panels(source.rows)), scratchBytes = 16 * Int(source.cols) * 4
-        var maxima = [Float](repeating: 0, count: chunking(panels: panels, pool: pool).tasks)
-        maxima.withUnsafeMutableBufferPointer { maxima in
-            split(panels: panels, pool: pool, scratchBytes: scratchBytes) { task, range, scratch in
-                let r0 = range.lowerBound * 16, r1 = min(Int(source.rows), range.upperBound * 16)
-                maxima[task] = mk_dense_max_abs(&source, Int64(r0), Int64(r1), scratch.assumingMemoryBound(to: Float.self))
-            }
-        }
-        let multiplier = mk_packed_scale_multiplier((maxima.max() ?? 0) / 127)
-        m.out_scale = 1 / multiplier
+        m.out_scale = 1
         let codes = UnsafeMutablePointer(mutating: m.codes!), scales = UnsafeMutablePointer(mutating: m.scales!)
+        let rowScales = UnsafeMutablePointer(mutating: m.row_scales!)
         split(panels: panels, pool: pool, scratchBytes: scratchBytes) { _, range, scratch in
-            mk_pack_dense_q8(&source, multiplier, Int64(range.lowerBound), Int64(range.upperBound), codes, scales,
+            mk_pack_dense_q8(&source, Int64(range.lowerBound), Int64(range.upperBound), codes, scales, rowScales,
                              scratch.assumingMemoryBound(to: Float.self))
         }
         return m

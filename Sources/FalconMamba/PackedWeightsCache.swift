@@ -8,7 +8,9 @@ import CKernels
 /// later starts map that file from the page cache and are ready at once, and every
 /// process serving the model shares the same pages. A file whose key (the checkpoint
 /// files' device, inode, size and mtime, and the packed shapes) does not match is not
-/// used; files are written under a temporary name and renamed into place.
+/// used; files are written under a temporary name and renamed into place. Each file
+/// records the checkpoint folder it came from, so packing one model also removes the
+/// files of folders that no longer exist (a deleted model does not keep gigabytes here).
 public struct PackedWeightsCache: Sendable {
     public let directory: String
 
@@ -30,30 +32,41 @@ public struct PackedWeightsCache: Sendable {
         defaultDirectory { name in getenv(name).map { String(cString: $0) } }
     }
 
-    static let magic: UInt64 = 0x3150_4441_424D_414D  // "MAMBADP1" as little-endian bytes
+    static let magic: UInt64 = 0x3250_4441_424D_414D  // "MAMBADP2" as little-endian bytes (v2: uint8 block scales)
     static let entryBytes = 64
 
-    static func headerBytes(count: Int) -> Int { (64 + count * entryBytes + 4095) / 4096 * 4096 }
+    /// The fixed header, one entry per matrix, then room for the checkpoint folder's path.
+    static func headerBytes(count: Int) -> Int { (sourceOffset(count: count) + Int(PATH_MAX) + 4095) / 4096 * 4096 }
+    static func sourceOffset(count: Int) -> Int { 64 + count * entryBytes }
 
     /// The file for a checkpoint and set of layouts: `<folder name>-<hash of its path>-<key>.packed`.
     /// Also returns the key (stored in the header) and the prefix every file of this
     /// checkpoint folder shares (for `prune`).
-    func path(for checkpoint: Checkpoint, layouts: [PackedLayout]) -> (path: String, key: UInt64, prefix: String) {
-        var key = Self.fnv(["mambad packed weights v1"] + checkpoint.files.map(\.file.identity)
+    func path(for checkpoint: Checkpoint, layouts: [PackedLayout]) -> CacheTarget {
+        var key = Self.fnv(["mambad packed weights v2"] + checkpoint.files.map(\.file.identity)
                            + layouts.map { "\($0.rows)x\($0.cols)x\($0.bits)" })
         if key == 0 { key = 1 }
-        let prefix = Self.prefix(for: checkpoint)
-        return (directory + "/" + prefix + Self.hex(key) + ".packed", key, prefix)
-    }
-
-    /// What every cache file of this checkpoint folder's name starts with.
-    static func prefix(for checkpoint: Checkpoint) -> String {
-        let resolved = realpath(checkpoint.directory, nil).map { pointer in
+        let source = realpath(checkpoint.directory, nil).map { pointer in
             defer { free(pointer) }
             return String(cString: pointer)
         } ?? checkpoint.directory
-        let name = resolved.split(separator: "/").last.map(String.init) ?? "model"
-        return name + "-" + String(hex(fnv([resolved])).prefix(8)) + "-"
+        let prefix = Self.prefix(source: source)
+        return CacheTarget(path: directory + "/" + prefix + Self.hex(key) + ".packed", key: key, prefix: prefix, source: source)
+    }
+
+    /// Where one checkpoint's packed weights go.
+    struct CacheTarget {
+        let path: String
+        let key: UInt64
+        /// What every cache file of this checkpoint folder's name starts with.
+        let prefix: String
+        /// The checkpoint folder, resolved.
+        let source: String
+    }
+
+    static func prefix(source: String) -> String {
+        let name = source.split(separator: "/").last.map(String.init) ?? "model"
+        return name + "-" + String(hex(fnv([source])).prefix(8)) + "-"
     }
 
     static func fnv(_ parts: [String]) -> UInt64 {
@@ -71,20 +84,40 @@ public struct PackedWeightsCache: Sendable {
     }
 
     /// Remove what a new cache file replaces: older files of the same checkpoint folder,
-    /// and temporary files of packing processes that no longer run.
+    /// files whose checkpoint folder is gone, and temporary files of packing processes
+    /// that no longer run.
     func prune(keeping path: String, prefix: String) {
         guard let folder = opendir(directory) else { return }
         defer { closedir(folder) }
         while let entry = readdir(folder) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             let full = directory + "/" + name
-            if name.hasPrefix(prefix), name.hasSuffix(".packed"), full != path {
+            if name.hasSuffix(".packed"), full != path, name.hasPrefix(prefix) || Self.sourceIsGone(full) {
                 unlink(full)
             } else if name.hasPrefix(".packing-"), let pid = Int32(name.dropFirst(9).prefix { $0 != "-" }),
                       kill(pid, 0) != 0, errno == ESRCH {
                 unlink(full)
             }
         }
+    }
+
+    /// Whether a cache file of this format names a checkpoint folder that no longer
+    /// exists. Files of other formats (another mambad version's) are left alone.
+    static func sourceIsGone(_ path: String) -> Bool {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var fixed = [UInt8](repeating: 0, count: 64)
+        guard pread(fd, &fixed, 64, 0) == 64 else { return false }
+        let (magic, count, length) = fixed.withUnsafeBytes {
+            ($0.loadUnaligned(as: UInt64.self), $0.loadUnaligned(fromByteOffset: 16, as: UInt32.self),
+             $0.loadUnaligned(fromByteOffset: 32, as: UInt32.self))
+        }
+        guard magic == Self.magic, length > 0, length < UInt32(PATH_MAX), count < 1 << 20 else { return false }
+        var bytes = [UInt8](repeating: 0, count: Int(length))
+        guard pread(fd, &bytes, Int(length), off_t(sourceOffset(count: Int(count)))) == Int(length) else { return false }
+        var info = stat()
+        return stat(String(decoding: bytes, as: UTF8.self), &info) != 0 && errno == ENOENT
     }
 
     /// Map an existing cache file and check it holds `layouts` under `key`; nil if absent or stale.
@@ -123,9 +156,12 @@ public struct PackedWeightsCache: Sendable {
     }
 
     /// Write the header of a filled file and move it into place.
-    func commit(_ file: PackedCacheFile, temporaryPath: String, path: String, prefix: String, key: UInt64,
+    func commit(_ file: PackedCacheFile, temporaryPath: String, target: CacheTarget,
                 matrices: [mk_packed_matrix], offsets: [Int], total: Int) -> Bool {
         let header = file.base
+        let source = Array(target.source.utf8.prefix(Int(PATH_MAX) - 1))
+        header.storeBytes(of: UInt32(source.count), toByteOffset: 32, as: UInt32.self)
+        (header + Self.sourceOffset(count: matrices.count)).copyMemory(from: source, byteCount: source.count)
         for (i, m) in matrices.enumerated() {
             let entry = header + 64 + i * Self.entryBytes
             entry.storeBytes(of: UInt64(offsets[i]), as: UInt64.self)
@@ -135,15 +171,15 @@ public struct PackedWeightsCache: Sendable {
             entry.storeBytes(of: m.out_scale, toByteOffset: 28, as: Float.self)
             withUnsafeBytes(of: m.lut) { (entry + 32).copyMemory(from: $0.baseAddress!, byteCount: 16) }
         }
-        header.storeBytes(of: key, toByteOffset: 8, as: UInt64.self)
+        header.storeBytes(of: target.key, toByteOffset: 8, as: UInt64.self)
         header.storeBytes(of: UInt32(matrices.count), toByteOffset: 16, as: UInt32.self)
         header.storeBytes(of: UInt64(total), toByteOffset: 24, as: UInt64.self)
         header.storeBytes(of: Self.magic, as: UInt64.self)
-        guard rename(temporaryPath, path) == 0 else {
+        guard rename(temporaryPath, target.path) == 0 else {
             unlink(temporaryPath)
             return false
         }
-        prune(keeping: path, prefix: prefix)
+        prune(keeping: target.path, prefix: target.prefix)
         return true
     }
 

@@ -26,25 +26,24 @@ struct RandomQ4 {
 
 /// A packed matrix and the memory it points into.
 final class Packed {
-    var codes: [UInt8], scales: [UInt16]
+    var codes: [UInt8], scales: [UInt8], rowScales: [Float]
     var matrix = mk_packed_matrix()
 
     init(rows: Int, cols: Int, bits: Int32) {
         codes = [UInt8](repeating: 0xAA, count: Int(mk_packed_code_bytes(Int64(rows), Int64(cols), bits)))
-        scales = [UInt16](repeating: 0xFFFF, count: Int(mk_packed_scale_count(Int64(rows), Int64(cols))))
+        scales = [UInt8](repeating: 0xFF, count: Int(mk_packed_scale_count(Int64(rows), Int64(cols))))
+        rowScales = [Float](repeating: .nan, count: Int(mk_packed_row_count(Int64(rows))))
         matrix.rows = Int64(rows); matrix.cols = Int64(cols); matrix.bits = bits
     }
 
     static func q4(_ q: RandomQ4) -> Packed {
         let packed = Packed(rows: q.rows, cols: q.cols, bits: 4)
         var lut = [UInt8](repeating: 0, count: 16)
-        let lutScale = mk_q8_lut(KernelTests.fp4Table, &lut)
+        packed.matrix.out_scale = mk_q8_lut(KernelTests.fp4Table, &lut)
         withUnsafeMutableBytes(of: &packed.matrix.lut) { $0.copyBytes(from: lut) }
         q.withMatrix { m in
-            let multiplier = mk_packed_scale_multiplier(mk_q4_max_absmax(&m))
-            packed.matrix.out_scale = lutScale / multiplier
             var scratch = [UInt8](repeating: 0, count: Int(mk_packed_scratch_bytes(Int64(q.cols))))
-            mk_pack_q4(&m, multiplier, 0, mk_packed_panels(Int64(q.rows)), &packed.codes, &packed.scales, &scratch)
+            mk_pack_q4(&m, 0, mk_packed_panels(Int64(q.rows)), &packed.codes, &packed.scales, &packed.rowScales, &scratch)
         }
         return packed
     }
@@ -58,14 +57,14 @@ final class Packed {
         memory.withUnsafeMutableBytes { raw in
             var x = mk_q8_rows_in(raw.baseAddress!, Int64(tokens), Int64(cols))
             mk_q8_quantize_rows(xs, Int64(cols), &x)
-            codes.withUnsafeBufferPointer { c in scales.withUnsafeBufferPointer { s in
+            codes.withUnsafeBufferPointer { c in scales.withUnsafeBufferPointer { s in rowScales.withUnsafeBufferPointer { rs in
                 var m = matrix
-                m.codes = c.baseAddress; m.scales = s.baseAddress
+                m.codes = c.baseAddress; m.scales = s.baseAddress; m.row_scales = rs.baseAddress
                 // two calls: panel ranges must compose
                 let panels = mk_packed_panels(Int64(rows))
                 mk_packed_gemm(&m, &x, &y, Int64(rows), 0, panels / 2, &scratch)
                 mk_packed_gemm(&m, &x, &y, Int64(rows), panels / 2, panels, &scratch)
-            } }
+            } } }
         }
         return y
     }
@@ -112,13 +111,31 @@ extension KernelTests {
         #expect(reference.q.allSatisfy { $0 != -128 })
     }
 
-    @Test func scaleMultiplierKeepsTheLargestScaleInFloat16() {
-        for value: Float in [1e-9, 3e-4, 0.02, 1, 700, 65504, 3e7] {
-            let scaled = value * mk_packed_scale_multiplier(value)
-            #expect(scaled >= 16384 && scaled < 32768, "\(value)")
+    @Test func blockScalesAreUInt8FractionsOfTheRowsLargest() {
+        var q = RandomQ4(rows: 21, cols: 256, blocksize: 64, seed: 17)
+        for b in 0..<4 { q.absmax[2 * 4 + b] = 0 }     // row 2: all blocks zero
+        q.absmax[3 * 4 + 1] = .nan                       // row 3: one unusable absmax
+        q.absmax[4 * 4 + 2] = 1e-6                       // row 4: a block far below the others
+        #expect(mk_force_isa(1) == 0)
+        let packed = Packed.q4(q)
+        mk_force_isa(0)
+        for r in 0..<q.rows {
+            let row = (0..<4).map { q.absmax[r * 4 + $0] }
+            let largest = row.filter { $0.isFinite }.max()!
+            let rowScale = packed.rowScales[r]
+            #expect(rowScale == largest / 255, "row \(r)")
+            for b in 0..<4 {
+                let stored = Float(packed.scales[((r / 16) * 4 + b) * 16 + r % 16]) * rowScale
+                let expected = row[b].isFinite ? row[b] : 0
+                #expect(abs(stored - expected) <= rowScale / 2 * 1.0001, "row \(r) block \(b): \(stored) vs \(expected)")
+                if expected == largest, largest > 0 { #expect(packed.scales[((r / 16) * 4 + b) * 16 + r % 16] == 255) }
+            }
         }
-        #expect(mk_packed_scale_multiplier(0) == 1)
-        #expect(mk_packed_scale_multiplier(.nan) == 1)
+        // rows past the end of the matrix: zero scales
+        for r in q.rows..<32 {
+            #expect(packed.rowScales[r] == 0)
+            for b in 0..<4 { #expect(packed.scales[((r / 16) * 4 + b) * 16 + r % 16] == 0) }
+        }
     }
 
     @Test func eachInstructionSetHasItsInt8Path() {
@@ -141,6 +158,7 @@ extension KernelTests {
         mk_force_isa(0)
         #expect(fast.codes == slow.codes)
         #expect(fast.scales == slow.scales)
+        #expect(fast.rowScales == slow.rowScales)
     }
 
     @Test func packedCodesHoldTheCheckpointCodes() {
@@ -202,9 +220,8 @@ extension KernelTests {
         weights.withUnsafeBufferPointer { w in
             var m = mk_dense_matrix(data: w.baseAddress, dtype: Int32(MK_DTYPE_F16.rawValue), rows: Int64(rows), cols: Int64(cols))
             var floats = [Float](repeating: 0, count: 16 * cols)
-            let multiplier = mk_packed_scale_multiplier(mk_dense_max_abs(&m, 0, Int64(rows), &floats) / 127)
-            packed.matrix.out_scale = 1 / multiplier
-            mk_pack_dense_q8(&m, multiplier, 0, mk_packed_panels(Int64(rows)), &packed.codes, &packed.scales, &floats)
+            packed.matrix.out_scale = 1
+            mk_pack_dense_q8(&m, 0, mk_packed_panels(Int64(rows)), &packed.codes, &packed.scales, &packed.rowScales, &floats)
             for t in 0..<tokens { mk_dense_gemv(&m, Array(xs[t * cols..<(t + 1) * cols]), &exact[t * rows], 0, Int64(rows)) }
         }
         #expect(mk_force_isa(1) == 0)

@@ -65,6 +65,26 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == [String(saved.split(separator: "/").last!)])
     }
 
+    @Test func filesOfDeletedCheckpointFoldersAreRemovedWhenAnotherModelPacks() throws {
+        try #require(mk_q8_available() != 0, "needs AVX-512 VNNI")
+        let scratch = try Scratch(), folder = scratch.path + "/cache"
+        let cache = PackedWeightsCache(directory: folder)
+        let kept = scratch.path + "/kept", deleted = scratch.path + "/deleted", other = scratch.path + "/other"
+        for path in [kept, deleted, other] { try FileManager.default.copyItem(atPath: Fixtures.modelPath(Self.fixture), toPath: path) }
+        for path in [kept, deleted] { _ = try FalconMambaModel(directory: path, precision: .fast, cache: cache) }
+        // another version's file: not ours to judge
+        let foreign = folder + "/gone-0000-1111.packed"
+        try Data("MAMBADP1".utf8 + [UInt8](repeating: 0, count: 100)).write(to: URL(fileURLWithPath: foreign))
+        #expect(cacheFiles(folder).count == 3)
+        try FileManager.default.removeItem(atPath: deleted)
+        _ = try FalconMambaModel(directory: other, precision: .fast, cache: cache)
+        let names = cacheFiles(folder)
+        #expect(names.count == 3)
+        #expect(names.contains { $0.hasPrefix("kept-") } && names.contains { $0.hasPrefix("other-") })
+        #expect(!names.contains { $0.hasPrefix("deleted-") })
+        #expect(FileManager.default.fileExists(atPath: foreign))
+    }
+
     @Test(arguments: ["header", "truncated"]) func aDamagedCacheFileIsReplaced(damage: String) throws {
         try #require(mk_q8_available() != 0, "needs AVX-512 VNNI")
         let scratch = try Scratch()

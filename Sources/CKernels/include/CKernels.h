@@ -115,40 +115,41 @@ int mk_q8_available(void);
 const char *mk_q8_path(void);
 
 /// A matrix repacked for the int8 path (layout in packed.c): rows in panels of 16,
-/// columns in blocks of 64; per (panel, block) the weights and 16 float16 row scales.
+/// columns in blocks of 64; per (panel, block) the weights and 16 uint8 block scales,
+/// per row one float scale: W[r, k] = weight * scales[.] * row_scales[r] * out_scale.
 typedef struct {
-    const uint8_t *codes;    // mk_packed_code_bytes
-    const uint16_t *scales;  // mk_packed_scale_count float16 values
-    uint8_t lut[16];         // bits 4: code -> int8 weight + 128
-    float out_scale;         // results are multiplied by this
+    const uint8_t *codes;       // mk_packed_code_bytes
+    const uint8_t *scales;      // mk_packed_scale_count: [panel][block][16 rows]
+    const float *row_scales;    // mk_packed_row_count: [panel][16 rows]
+    uint8_t lut[16];            // bits 4: code -> int8 weight + 128
+    float out_scale;            // results are multiplied by this
     int64_t rows;
     int64_t cols;
-    int32_t bits;            // 4 (codes into lut) or 8 (uint8 = int8 + 128)
+    int32_t bits;               // 4 (codes into lut) or 8 (uint8 = int8 + 128)
 } mk_packed_matrix;
 
 /// Whether a matrix with this many columns can be packed (a multiple of 64).
 int mk_packed_fits(int64_t cols);
 int64_t mk_packed_panels(int64_t rows);
 int64_t mk_packed_code_bytes(int64_t rows, int64_t cols, int32_t bits);
+/// uint8 block scales: one per row and block of 64 columns, panels padded to 16 rows.
 int64_t mk_packed_scale_count(int64_t rows, int64_t cols);
-/// The power of two that brings `max_scale` just under 2^15 (float16 keeps 11 bits).
-float mk_packed_scale_multiplier(float max_scale);
+/// Float row scales: rows padded to whole panels.
+int64_t mk_packed_row_count(int64_t rows);
 /// Scratch bytes one thread needs for mk_pack_q4 and mk_packed_gemm.
 int64_t mk_packed_scratch_bytes(int64_t cols);
 
-/// The largest absmax of a 4-bit matrix (for mk_packed_scale_multiplier).
-float mk_q4_max_absmax(const mk_q4_matrix *w);
 /// Pack panels [panel_begin, panel_end) of a 4-bit matrix (blocksize a multiple of 64):
-/// codes keep their values (use mk_q8_lut for the table), scales are absmax * multiplier.
-void mk_pack_q4(const mk_q4_matrix *w, float multiplier, int64_t panel_begin, int64_t panel_end,
-                uint8_t *codes, uint16_t *scales, void *scratch);
+/// codes keep their values (use mk_q8_lut for the table); each row's absmax values
+/// become uint8 fractions of the row's largest (row_scales = largest / 255).
+void mk_pack_q4(const mk_q4_matrix *w, int64_t panel_begin, int64_t panel_end,
+                uint8_t *codes, uint8_t *scales, float *row_scales, void *scratch);
 
-/// The largest |W[r, c]| over rows [row_begin, row_end); rows_f32 holds 16 * cols floats.
-float mk_dense_max_abs(const mk_dense_matrix *w, int64_t row_begin, int64_t row_end, float *rows_f32);
-/// Pack panels of a dense matrix as int8 (bits 8) with a scale per row and block of 64,
-/// stored times `multiplier`; rows_f32 holds 16 * cols floats.
-void mk_pack_dense_q8(const mk_dense_matrix *w, float multiplier, int64_t panel_begin, int64_t panel_end,
-                      uint8_t *codes, uint16_t *scales, float *rows_f32);
+/// Pack panels of a dense matrix as int8 (bits 8): per row and block of 64 a uint8
+/// scale times the row's float scale, the weights rounded against that stored scale;
+/// rows_f32 holds 16 * cols floats.
+void mk_pack_dense_q8(const mk_dense_matrix *w, int64_t panel_begin, int64_t panel_end,
+                      uint8_t *codes, uint8_t *scales, float *row_scales, float *rows_f32);
 
 /// Y[t * ldy + r] = W[r, :] . X[t, :] for every row t of X and the rows of panels
 /// [panel_begin, panel_end). With VNNI, up to 8 rows of X (decode, a batch) run straight
