@@ -59,39 +59,41 @@ extension FalconMambaModel {
                 mk_convert_to_f32(embeddings.bytes.baseAddress! + token * rowBytes, kernelType, Int64(h), residual + i * h)
             }
 
-            // Channel ranges of every segment, for the per-sequence conv and scan.
-            let channelChunk = max(64, d / (pool.threads * 4))
-            let channelTasks = (d + channelChunk - 1) / channelChunk
-            func perChannel(_ body: (Segment, Range<Int>) -> Void) {
-                pool.parallelFor(segments.count * channelTasks) { task in
-                    let segment = segments[task / channelTasks]
-                    let c0 = (task % channelTasks) * channelChunk
-                    body(segment, c0..<min(d, c0 + channelChunk))
-                }
-            }
-
+            // The conv and the scan are per channel, so each runs inside the product that
+            // finishes its inputs, on the rows that thread just computed: the conv after
+            // in_proj's x rows, softplus and the scan after dt_proj's rows. No separate
+            // parallel section, and one thread's state updates overlap the other's reads.
             for (index, layer) in layers.enumerated() {
                 mk_rms_norm(residual, Int64(h), layer.norm, config.layerNormEpsilon, Int64(t), Int64(h), normed, Int64(h))
-                layer.inProj.apply(normed, ldx: h, count: t, into: xz, ldy: 2 * d, scratch: scratch, pool: pool, precision: precision, q8Scratch: q8)
-                perChannel { segment, channels in
-                    let row = segment.rows.lowerBound
-                    mk_conv1d_silu(segment.conv + index * d * k, layer.convWeight, layer.convBias, xz + row * 2 * d, Int64(2 * d),
-                                   Int64(segment.rows.count), Int64(d), Int64(k), xc + row * d,
-                                   Int64(channels.lowerBound), Int64(channels.upperBound))
+                layer.inProj.apply(normed, ldx: h, count: t, into: xz, ldy: 2 * d, scratch: scratch, pool: pool,
+                                   precision: precision, q8Scratch: q8) { rows in
+                    let channels = rows.clamped(to: 0..<d)
+                    guard !channels.isEmpty else { return }
+                    for segment in segments {
+                        let row = segment.rows.lowerBound
+                        mk_conv1d_silu(segment.conv + index * d * k, layer.convWeight, layer.convBias, xz + row * 2 * d, Int64(2 * d),
+                                       Int64(segment.rows.count), Int64(d), Int64(k), xc + row * d,
+                                       Int64(channels.lowerBound), Int64(channels.upperBound))
+                    }
                 }
                 layer.xProj.apply(xc, ldx: d, count: t, into: dbc, ldy: xw, scratch: scratch, pool: pool, precision: precision, q8Scratch: q8)
                 // FalconMamba: weightless RMS norm on dt, B and C separately
                 for (offset, width) in [(0, r), (r, n), (r + n, n)] {
                     mk_rms_norm(dbc + offset, Int64(xw), nil, config.mixerRMSEpsilon, Int64(t), Int64(width), dbc + offset, Int64(xw))
                 }
-                layer.dtProj.apply(dbc, ldx: xw, count: t, into: dt, ldy: d, scratch: scratch, pool: pool, precision: precision, q8Scratch: q8)
-                mk_softplus_bias(dt, layer.dtBias, Int64(t), Int64(d))
-                perChannel { segment, channels in
-                    let row = segment.rows.lowerBound
-                    mk_selective_scan(segment.ssm + index * d * n, layer.A, layer.D, dt + row * d, xc + row * d,
-                                      dbc + row * xw + r, dbc + row * xw + r + n, Int64(xw),
-                                      xz + row * 2 * d + d, Int64(2 * d), Int64(segment.rows.count), Int64(d), Int64(n),
-                                      y + row * d, Int64(channels.lowerBound), Int64(channels.upperBound))
+                layer.dtProj.apply(dbc, ldx: xw, count: t, into: dt, ldy: d, scratch: scratch, pool: pool,
+                                   precision: precision, q8Scratch: q8) { channels in
+                    let c0 = channels.lowerBound
+                    layer.dtBias.withUnsafeBufferPointer { bias in
+                        for row in 0..<t { mk_softplus_bias(dt + row * d + c0, bias.baseAddress! + c0, 1, Int64(channels.count)) }
+                    }
+                    for segment in segments {
+                        let row = segment.rows.lowerBound
+                        mk_selective_scan(segment.ssm + index * d * n, layer.A, layer.D, dt + row * d, xc + row * d,
+                                          dbc + row * xw + r, dbc + row * xw + r + n, Int64(xw),
+                                          xz + row * 2 * d + d, Int64(2 * d), Int64(segment.rows.count), Int64(d), Int64(n),
+                                          y + row * d, Int64(c0), Int64(channels.upperBound))
+                    }
                 }
                 layer.outProj.apply(y, ldx: d, count: t, into: normed, ldy: h, scratch: scratch, pool: pool, precision: precision, q8Scratch: q8)
                 for i in 0..<(t * h) { residual[i] += normed[i] }

@@ -221,7 +221,8 @@ public final class Linear: @unchecked Sendable {
     /// panels, split across threads.
     private func applyPacked(_ packed: PackedWeights, _ x: UnsafePointer<Float>, ldx: Int, count: Int,
                              into y: UnsafeMutablePointer<Float>, ldy: Int, pool: ComputePool,
-                             q8Scratch: UnsafeMutableRawPointer, panelScratch: UnsafeMutableRawPointer) {
+                             q8Scratch: UnsafeMutableRawPointer, panelScratch: UnsafeMutableRawPointer,
+                             epilogue: RowEpilogue?) {
         var activations = mk_q8_rows_in(q8Scratch, Int64(count), Int64(cols))
         if count <= Int(MK_MAX_BATCH) {
             mk_q8_quantize_rows(x, Int64(ldx), &activations)
@@ -251,6 +252,7 @@ public final class Linear: @unchecked Sendable {
             guard first < last else { return }
             mk_packed_gemm(&m, &activations, y, Int64(ldy), Int64(first), Int64(last),
                            scratch ? panelScratch + piece * stride : nil)
+            epilogue?(first * 16..<min(rows, last * 16))
         }
     }
 
@@ -258,21 +260,27 @@ public final class Linear: @unchecked Sendable {
     /// panels the workspace holds for them).
     static func scratchPieces(_ pool: ComputePool) -> Int { pool.threads * 8 }
 
+    /// Work on output rows (columns of Y) that may run as soon as those rows are done,
+    /// on the thread that computed them, while other threads still stream weights.
+    typealias RowEpilogue = (Range<Int>) -> Void
+
     /// Y[t, :] = X[t, :] · Wᵀ for `count` rows of X (tokens). X has leading dimension
     /// ldx, Y ldy. Up to MK_MAX_BATCH rows: a batched GEMV split over rows of W. More:
     /// W is decoded tile by tile and multiplied with OpenBLAS sgemm, tiles split over
-    /// threads. `scratch` holds `pool.threads * tileFloats` floats.
+    /// threads. `scratch` holds `pool.threads * tileFloats` floats. `epilogue` runs once
+    /// for every row of W, on ranges whose Y columns are complete for all tokens.
     func apply(_ x: UnsafePointer<Float>, ldx: Int, count: Int, into y: UnsafeMutablePointer<Float>, ldy: Int,
                scratch: UnsafeMutablePointer<Float>, pool: ComputePool, precision: Precision = .exact,
-               q8Scratch: UnsafeMutableRawPointer? = nil) {
+               q8Scratch: UnsafeMutableRawPointer? = nil, epilogue: RowEpilogue? = nil) {
         if precision == .fast, let packed, let q8Scratch {
             applyPacked(packed, x, ldx: ldx, count: count, into: y, ldy: ldy, pool: pool,
-                        q8Scratch: q8Scratch, panelScratch: UnsafeMutableRawPointer(scratch))
+                        q8Scratch: q8Scratch, panelScratch: UnsafeMutableRawPointer(scratch), epilogue: epilogue)
             return
         }
         if count <= Int(MK_MAX_BATCH) {
             pool.parallelRanges(rows, granularity: 16, perThread: 8) { range in
                 gemv(x, ldx: ldx, batch: count, y, ldy: ldy, rows: range)
+                epilogue?(range)
             }
             return
         }
@@ -281,6 +289,7 @@ public final class Linear: @unchecked Sendable {
             pool.parallelRanges(rows, granularity: 16, perThread: 1) { range in
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(range.count), Int32(cols), 1,
                             x, Int32(ldx), weights + range.lowerBound * cols, Int32(cols), 0, y + range.lowerBound, Int32(ldy))
+                epilogue?(range)
             }
             return
         }
@@ -292,6 +301,7 @@ public final class Linear: @unchecked Sendable {
                 decodeRows(r0..<r1, into: buffer)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(r1 - r0), Int32(cols), 1,
                             x, Int32(ldx), buffer, Int32(cols), 0, y + r0, Int32(ldy))
+                epilogue?(r0..<r1)
             }
         }
     }
