@@ -85,44 +85,68 @@ static void pack_q4_scalar(const mk_q4_matrix *w, int64_t p0, int64_t p1,
     }
 }
 
-void mk_pack_dense_q8(const mk_dense_matrix *w, int64_t p0, int64_t p1,
-                      uint8_t *codes, uint8_t *scales, float *row_scales, float *rows_f32) {
+/// One panel of a dense matrix as int8 into `out` (blocks * 1024 bytes).
+static void pack_dense_panel(const mk_dense_matrix *w, int64_t p, uint8_t *out_panel, uint8_t *scales,
+                             float *row_scales, float *rows_f32) {
     const int64_t n = w->cols, blocks = n / 64;
-    for (int64_t p = p0; p < p1; p++) {
-        const int64_t r0 = p * 16, count = w->rows - r0 < 16 ? w->rows - r0 : 16;
-        mk_dense_rows_to_f32(w, r0, r0 + count, rows_f32);
-        for (int64_t i = 0; i < 16; i++) {
-            float *row_scale = row_scales + p * 16 + i;
-            if (i >= count) {
-                *row_scale = 0;
-                for (int64_t b = 0; b < blocks; b++) {
-                    scales[(p * blocks + b) * 16 + i] = 0;
-                    for (int q = 0; q < 16; q++) memset(codes + (p * blocks + b) * 1024 + q * 64 + 4 * i, 128, 4);
-                }
-                continue;
-            }
-            const float *x = rows_f32 + i * n;
-            float largest = 0;
-            for (int64_t k = 0; k < n; k++) largest = fmaxf(largest, fabsf(x[k]));
-            *row_scale = row_scale_of(largest / 127.0f);
+    const int64_t r0 = p * 16, count = w->rows - r0 < 16 ? w->rows - r0 : 16;
+    mk_dense_rows_to_f32(w, r0, r0 + count, rows_f32);
+    for (int64_t i = 0; i < 16; i++) {
+        float *row_scale = row_scales + p * 16 + i;
+        if (i >= count) {
+            *row_scale = 0;
             for (int64_t b = 0; b < blocks; b++) {
-                uint8_t *out = codes + (p * blocks + b) * 1024;
-                float amax = 0;
-                for (int k = 0; k < 64; k++) amax = fmaxf(amax, fabsf(x[64 * b + k]));
-                // Rounded up, so no weight is clipped; the weights are quantized against
-                // the scale as stored, so the two agree.
-                const uint8_t s = block_scale(amax / 127.0f, *row_scale, 1);
-                scales[(p * blocks + b) * 16 + i] = s;
-                const float stored = (float)s * *row_scale;
-                const float inverse = stored > 0 ? 1.0f / stored : 0.0f;
-                for (int k = 0; k < 64; k++) {
-                    long v = lrintf(x[64 * b + k] * inverse);
-                    v = v > 127 ? 127 : v < -127 ? -127 : v;
-                    out[(k / 4) * 64 + 4 * i + k % 4] = (uint8_t)(v + 128);
-                }
+                scales[(p * blocks + b) * 16 + i] = 0;
+                for (int q = 0; q < 16; q++) memset(out_panel + b * 1024 + q * 64 + 4 * i, 128, 4);
+            }
+            continue;
+        }
+        const float *x = rows_f32 + i * n;
+        float largest = 0;
+        for (int64_t k = 0; k < n; k++) largest = fmaxf(largest, fabsf(x[k]));
+        *row_scale = row_scale_of(largest / 127.0f);
+        for (int64_t b = 0; b < blocks; b++) {
+            uint8_t *out = out_panel + b * 1024;
+            float amax = 0;
+            for (int k = 0; k < 64; k++) amax = fmaxf(amax, fabsf(x[64 * b + k]));
+            // Rounded up, so no weight is clipped; the weights are quantized against
+            // the scale as stored, so the two agree.
+            const uint8_t s = block_scale(amax / 127.0f, *row_scale, 1);
+            scales[(p * blocks + b) * 16 + i] = s;
+            const float stored = (float)s * *row_scale;
+            const float inverse = stored > 0 ? 1.0f / stored : 0.0f;
+            for (int k = 0; k < 64; k++) {
+                long v = lrintf(x[64 * b + k] * inverse);
+                v = v > 127 ? 127 : v < -127 ? -127 : v;
+                out[(k / 4) * 64 + 4 * i + k % 4] = (uint8_t)(v + 128);
             }
         }
     }
+}
+
+void mk_pack_dense_q8(const mk_dense_matrix *w, int64_t p0, int64_t p1,
+                      uint8_t *codes, uint8_t *scales, float *row_scales, float *rows_f32) {
+    for (int64_t p = p0; p < p1; p++)
+        pack_dense_panel(w, p, codes + p * (w->cols / 64) * 1024, scales, row_scales, rows_f32);
+}
+
+void mk_pack_dense_q4(const mk_dense_matrix *w, int64_t p0, int64_t p1, uint8_t *codes, uint8_t *scales,
+                      float *row_scales, float *rows_f32, uint8_t *panel_q8) {
+    const int64_t blocks = w->cols / 64;
+    for (int64_t p = p0; p < p1; p++) {
+        pack_dense_panel(w, p, panel_q8, scales, row_scales, rows_f32);
+        for (int64_t b = 0; b < blocks; b++) {
+            const uint8_t *q8 = panel_q8 + b * 1024;
+            uint8_t *out = codes + (p * blocks + b) * 512;
+            for (int c = 0; c < 8; c++)
+                for (int e = 0; e < 64; e++)
+                    out[c * 64 + e] = (uint8_t)(q8[c * 64 + e] >> 4 | (q8[(c + 8) * 64 + e] & 0xF0));
+        }
+    }
+}
+
+void mk_dense_q4_lut(uint8_t lut[16]) {
+    for (int c = 0; c < 16; c++) lut[c] = (uint8_t)(16 * c + 8);
 }
 
 int64_t mk_packed_scratch_bytes(int64_t cols) { return cols * 16 + 128; }

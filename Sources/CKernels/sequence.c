@@ -116,19 +116,17 @@ AVX512 static void selective_scan_16(float *h, const float *A, const float *Dski
     }
 }
 
-/// Causal conv + SiLU, 16 channels at a time (kernel width K <= 16).
+/// Causal conv + SiLU, 16 channels at a time (kernel width K <= 16); state and weights
+/// are tap-major, so every tap of 16 channels is one contiguous vector.
 AVX512 static void conv1d_silu_512(float *state, const float *weight, const float *bias, const float *x, int64_t ldx,
                                    int64_t T, int64_t D, int64_t K, float *out, int64_t d_begin, int64_t d_end) {
     for (int64_t d = d_begin; d < d_end; d += 16) {
         const int64_t count = d_end - d < 16 ? d_end - d : 16;
         const __mmask16 m = (__mmask16)((1u << count) - 1);
-        // Weights and state are [channel][k]: gather tap k of 16 channels into one register.
-        const __m512i index = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                                 _mm512_set1_epi32((int)K));
         __m512 w[16], window[16];
         for (int64_t k = 0; k < K; k++) {
-            w[k] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, index, weight + d * K + k, 4);
-            window[k] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, index, state + d * K + k, 4);
+            w[k] = _mm512_maskz_loadu_ps(m, weight + k * D + d);
+            window[k] = _mm512_maskz_loadu_ps(m, state + k * D + d);
         }
         const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + d) : _mm512_setzero_ps();
         for (int64_t t = 0; t < T; t++) {
@@ -138,7 +136,7 @@ AVX512 static void conv1d_silu_512(float *state, const float *weight, const floa
             for (int64_t k = 0; k < K; k++) acc = _mm512_fmadd_ps(window[k], w[k], acc);
             _mm512_mask_storeu_ps(out + t * D + d, m, silu512(acc));
         }
-        for (int64_t k = 0; k < K; k++) _mm512_mask_i32scatter_ps(state + d * K + k, m, index, window[k], 4);
+        for (int64_t k = 0; k < K; k++) _mm512_mask_storeu_ps(state + k * D + d, m, window[k]);
     }
 }
 #endif
@@ -165,17 +163,15 @@ void mk_conv1d_silu(float *state, const float *weight, const float *bias,
 #endif
     float window[16];  // K <= 16 (the model uses 4)
     for (int64_t d = d_begin; d < d_end; d++) {
-        float *s = state + d * K;
-        const float *w = weight + d * K;
-        for (int64_t k = 0; k < K; k++) window[k] = s[k];
+        for (int64_t k = 0; k < K; k++) window[k] = state[k * D + d];
         for (int64_t t = 0; t < T; t++) {
             for (int64_t k = 0; k + 1 < K; k++) window[k] = window[k + 1];
             window[K - 1] = x[t * ldx + d];
             float acc = bias ? bias[d] : 0.0f;
-            for (int64_t k = 0; k < K; k++) acc += window[k] * w[k];
+            for (int64_t k = 0; k < K; k++) acc += window[k] * weight[k * D + d];
             out[t * D + d] = silu(acc);
         }
-        for (int64_t k = 0; k < K; k++) s[k] = window[k];
+        for (int64_t k = 0; k < K; k++) state[k * D + d] = window[k];
     }
 }
 

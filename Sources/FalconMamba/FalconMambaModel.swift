@@ -44,7 +44,7 @@ public enum LogitPositions: Sendable { case last, all, none }
 struct MambaLayer: Sendable {
     let norm: [Float]          // [H]
     let inProj: Linear         // [2*D, H]
-    let convWeight: [Float]    // [D, K]
+    let convWeight: [Float]    // [K, D]: tap-major, as the conv kernel reads it
     let convBias: [Float]?     // [D]
     let xProj: Linear          // [R + 2N, D]
     let dtProj: Linear         // [D, R]
@@ -73,6 +73,8 @@ public final class FalconMambaModel: Sendable {
     public let pool: ComputePool
     /// Exact (bitsandbytes-identical) or fast (int8) 4-bit products.
     public let precision: Precision
+    /// On the fast path: the lm_head in int8, or at 4 bits with the likely tokens rescored.
+    public let lmHeadPrecision: LMHeadPrecision
 
     /// Where the fast path's packed weights came from.
     public enum PackSource: Sendable, Equatable {
@@ -91,15 +93,18 @@ public final class FalconMambaModel: Sendable {
 
     /// Load a checkpoint folder. On the fast path, `cache` is where packed weights are
     /// kept between runs (nil: pack into memory on every start).
-    public convenience init(directory: String, precision: Precision = .exact, pool: ComputePool = .shared,
+    public convenience init(directory: String, precision: Precision = .exact, lmHead: LMHeadPrecision = .int8,
+                            pool: ComputePool = .shared,
                             cache: PackedWeightsCache? = PackedWeightsCache.defaultDirectory.map(PackedWeightsCache.init)) throws(CheckpointError) {
-        try self.init(checkpoint: Checkpoint(directory: directory), precision: precision, pool: pool, cache: cache)
+        try self.init(checkpoint: Checkpoint(directory: directory), precision: precision, lmHead: lmHead, pool: pool, cache: cache)
     }
 
-    public init(checkpoint: Checkpoint, precision: Precision = .exact, pool: ComputePool = .shared,
+    public init(checkpoint: Checkpoint, precision: Precision = .exact, lmHead lmHeadChoice: LMHeadPrecision = .int8,
+                pool: ComputePool = .shared,
                 cache: PackedWeightsCache? = PackedWeightsCache.defaultDirectory.map(PackedWeightsCache.init)) throws(CheckpointError) {
         self.pool = pool
         self.precision = precision
+        lmHeadPrecision = lmHeadChoice
         let config = checkpoint.config
         self.config = config
         self.checkpoint = checkpoint
@@ -120,7 +125,7 @@ public final class FalconMambaModel: Sendable {
             layers.append(MambaLayer(
                 norm: try loader.floats(p + "norm.weight", shape: [h]),
                 inProj: try loader.linear(p + "mixer.in_proj.weight", rows: 2 * d, cols: h),
-                convWeight: try convWeight.floats(),
+                convWeight: Self.tapMajor(try convWeight.floats(), channels: d, taps: k),
                 convBias: config.useConvBias ? try loader.floats(p + "mixer.conv1d.bias", shape: [d]) : nil,
                 xProj: try loader.linear(p + "mixer.x_proj.weight", rows: r + 2 * n, cols: d),
                 dtProj: try loader.linear(p + "mixer.dt_proj.weight", rows: d, cols: r),
@@ -148,7 +153,10 @@ public final class FalconMambaModel: Sendable {
     /// memory without a usable cache). The checkpoint's pages are then released from this
     /// process: decode reads the packed copy; the mapping stays for embedding rows.
     private func packWeights(cache: PackedWeightsCache?) {
-        let plans = matrices.compactMap { linear in linear.packLayout.map { (linear, $0) } }
+        let lmHeadBits: Int32 = lmHeadPrecision == .rescored4bit ? 4 : 8
+        let plans = matrices.compactMap { linear in
+            linear.packLayout(denseBits: linear === lmHead ? lmHeadBits : 8).map { (linear, $0) }
+        }
         guard !plans.isEmpty else { return }
         let layouts = plans.map(\.1)
         var offsets: [Int] = [], total = PackedWeightsCache.headerBytes(count: plans.count)
@@ -188,6 +196,11 @@ public final class FalconMambaModel: Sendable {
             }
         }
         for file in checkpoint.files { file.file.releaseResidentPages() }
+    }
+
+    /// [D, K] (the checkpoint's conv1d weight) to [K, D].
+    static func tapMajor(_ weights: [Float], channels: Int, taps: Int) -> [Float] {
+        (0..<taps * channels).map { i in weights[(i % channels) * taps + i / channels] }
     }
 
     /// An empty context for this model.

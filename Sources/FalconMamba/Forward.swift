@@ -108,9 +108,66 @@ extension FalconMambaModel {
                     lmHead.apply(normed + rows.lowerBound * h, ldx: h, count: rows.count,
                                  into: logits.baseAddress! + first, ldy: vocabSize, scratch: scratch, pool: pool,
                                  precision: precision, q8Scratch: q8)
+                    if precision == .fast, lmHead.packedDenseAt4Bits {
+                        rescoreLikelyTokens(rows: rows, hidden: normed, logits: logits.baseAddress! + first)
+                    }
                 }
                 output.logitRows += rows.count
             }
+        }
+    }
+
+    /// After a 4-bit lm_head pass: the `LMHeadPrecision.rescoredTokens` largest logits of
+    /// each row are computed again, exactly, from the checkpoint's lm_head rows, split
+    /// across the pool. The approximate pass only has to rank the true best tokens among
+    /// them (its error is ~1/16 of a weight's range); sampling then sees exact logits
+    /// for every token it is likely to pick. The other tokens keep their estimates, capped
+    /// at the lowest rescored logit, so none can outrank a token that was checked.
+    private func rescoreLikelyTokens(rows: Range<Int>, hidden: UnsafePointer<Float>, logits: UnsafeMutablePointer<Float>) {
+        let k = min(LMHeadPrecision.rescoredTokens, vocabSize), h = hiddenSize, v = vocabSize
+        var picks = [Int](repeating: 0, count: rows.count * k)
+        picks.withUnsafeMutableBufferPointer { picks in
+            for i in 0..<rows.count {
+                Self.largest(k, of: logits + i * v, count: v, into: picks.baseAddress! + i * k)
+            }
+            let lmHead = self.lmHead
+            let pieces = min(k, pool.threads * 2)
+            pool.parallelFor(rows.count * pieces) { task in
+                let i = task / pieces, piece = task % pieces
+                let part = picks[(i * k + piece * k / pieces)..<(i * k + (piece + 1) * k / pieces)]
+                lmHead.exactRows(part, x: hidden + rows.lowerBound * h + i * h, into: logits + i * v)
+            }
+            for i in 0..<rows.count {
+                let row = logits + i * v, mine = picks[(i * k)..<((i + 1) * k)]
+                let floor = mine.map { row[$0] }.min()!
+                let chosen = Set(mine)
+                for j in 0..<v where row[j] > floor && !chosen.contains(j) { row[j] = floor }
+            }
+        }
+    }
+
+    /// The indices of the k largest of values[0..<count] (any order), into out[0..<k].
+    static func largest(_ k: Int, of values: UnsafePointer<Float>, count: Int, into out: UnsafeMutablePointer<Int>) {
+        // a min-heap of the best k so far: one comparison for most of the vocabulary
+        let heap = UnsafeMutableBufferPointer(start: out, count: k)
+        for i in 0..<k { heap[i] = i }
+        func less(_ a: Int, _ b: Int) -> Bool { values[a] < values[b] || (values[a] == values[b] && a > b) }
+        func siftDown(_ start: Int) {
+            var i = start
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var m = i
+                if l < k, less(heap[l], heap[m]) { m = l }
+                if r < k, less(heap[r], heap[m]) { m = r }
+                if m == i { return }
+                heap.swapAt(i, m)
+                i = m
+            }
+        }
+        for i in stride(from: k / 2 - 1, through: 0, by: -1) { siftDown(i) }
+        for i in k..<count where less(heap[0], i) {
+            heap[0] = i
+            siftDown(0)
         }
     }
 }

@@ -76,18 +76,26 @@ enum Packing {
         return m
     }
 
-    /// Pack a dense matrix as int8 into `base` (layout.span bytes).
+    /// Pack a dense matrix into `base` (layout.span bytes): int8, or 4 bits (the high
+    /// nibble of the int8 weights) for a first pass that is rescored.
     static func pack(dense source: mk_dense_matrix, layout: PackedLayout, into base: UnsafeMutableRawPointer,
                      pool: ComputePool) -> mk_packed_matrix {
         var source = source
         var m = layout.matrix(at: base)
-        let panels = Int(mk_packed_panels(source.rows)), scratchBytes = 16 * Int(source.cols) * 4
+        let panels = Int(mk_packed_panels(source.rows)), cols = Int(source.cols)
+        let floatBytes = 16 * cols * 4, scratchBytes = floatBytes + 16 * cols
         m.out_scale = 1
         let codes = UnsafeMutablePointer(mutating: m.codes!), scales = UnsafeMutablePointer(mutating: m.scales!)
         let rowScales = UnsafeMutablePointer(mutating: m.row_scales!)
+        if layout.bits == 4 { withUnsafeMutableBytes(of: &m.lut) { mk_dense_q4_lut($0.baseAddress!.assumingMemoryBound(to: UInt8.self)) } }
         split(panels: panels, pool: pool, scratchBytes: scratchBytes) { _, range, scratch in
-            mk_pack_dense_q8(&source, Int64(range.lowerBound), Int64(range.upperBound), codes, scales, rowScales,
-                             scratch.assumingMemoryBound(to: Float.self))
+            let floats = scratch.assumingMemoryBound(to: Float.self)
+            if layout.bits == 4 {
+                mk_pack_dense_q4(&source, Int64(range.lowerBound), Int64(range.upperBound), codes, scales, rowScales, floats,
+                                 (scratch + floatBytes).assumingMemoryBound(to: UInt8.self))
+            } else {
+                mk_pack_dense_q8(&source, Int64(range.lowerBound), Int64(range.upperBound), codes, scales, rowScales, floats)
+            }
         }
         return m
     }

@@ -175,7 +175,10 @@ public struct PackedWeightsCache: Sendable {
         header.storeBytes(of: UInt32(matrices.count), toByteOffset: 16, as: UInt32.self)
         header.storeBytes(of: UInt64(total), toByteOffset: 24, as: UInt64.self)
         header.storeBytes(of: Self.magic, as: UInt64.self)
-        guard rename(temporaryPath, target.path) == 0 else {
+        // On disk before it gets its name: a crash must not leave a file that has a valid
+        // header but weights that never reached the disk. Also keeps the first requests
+        // from competing with gigabytes of writeback.
+        guard msync(file.base, file.length, MS_SYNC) == 0, rename(temporaryPath, target.path) == 0 else {
             unlink(temporaryPath)
             return false
         }

@@ -11,7 +11,8 @@ public struct SequenceState: Sendable, Equatable {
     public internal(set) var tokenCount: Int
     private var storage: Storage
 
-    /// Floats in one buffer: conv [layers, innerSize, convKernel] then ssm [layers, innerSize, stateSize].
+    /// Floats in one buffer: conv [layers, convKernel, innerSize] (tap-major, as the conv
+    /// kernel reads it) then ssm [layers, innerSize, stateSize].
     final class Storage: @unchecked Sendable {
         let pointer: UnsafeMutablePointer<Float>
         let count: Int
@@ -48,15 +49,15 @@ public struct SequenceState: Sendable, Equatable {
 
     mutating func advance(by tokens: Int) { tokenCount += tokens }
 
-    /// Every layer's conv state, [layers, innerSize, convKernel] (a copy).
-    public var conv: [Float] { Array(UnsafeBufferPointer(start: storage.pointer, count: convCount)) }
+    /// Every layer's conv state, [layers, innerSize, convKernel] (a copy, as transformers lays it out).
+    public var conv: [Float] { (0..<layers).flatMap { convState(layer: $0) } }
     /// Every layer's SSM state, [layers, innerSize, stateSize] (a copy).
     public var ssm: [Float] { Array(UnsafeBufferPointer(start: storage.pointer + convCount, count: storage.count - convCount)) }
 
-    /// Layer `layer`'s conv state, [innerSize, convKernel] (a copy).
+    /// Layer `layer`'s conv state, [innerSize, convKernel] (a copy, as transformers lays it out).
     public func convState(layer: Int) -> [Float] {
-        let size = innerSize * convKernel
-        return Array(UnsafeBufferPointer(start: storage.pointer + layer * size, count: size))
+        let base = storage.pointer + layer * innerSize * convKernel
+        return (0..<innerSize * convKernel).map { i in base[(i % convKernel) * innerSize + i / convKernel] }
     }
 
     /// Layer `layer`'s SSM state, [innerSize, stateSize] (a copy).

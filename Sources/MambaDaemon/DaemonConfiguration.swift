@@ -11,6 +11,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Permission bits of the socket file.
     public var socketMode: Int = 0o660
     public var precision: String = "fast"
+    /// The fast path's lm_head: "int8", or "4bit" with the likeliest tokens rescored exactly.
+    public var lmHead: LMHeadPrecision = .int8
     /// Folder for the fast path's packed weights (nil: pack into memory at every start).
     public var packedCache: String?
     /// Compute threads (0 = one per core).
@@ -50,7 +52,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var frameLimits: FrameLimits { FrameLimits(maxMessageBytes: maxMessageBytes, maxHeaderBytes: maxHeaderBytes) }
 
     /// The keys, as written in the config file and (with `--`) on the command line.
-    public static let keys = ["model", "socket", "socket-mode", "precision", "packed-cache", "threads", "max-message-bytes",
+    public static let keys = ["model", "socket", "socket-mode", "precision", "lm-head", "packed-cache", "threads", "max-message-bytes",
                               "max-header-bytes", "max-batch", "max-active", "max-queue", "max-pending-per-connection",
                               "max-prompt-tokens", "max-completion-tokens", "cache-bytes", "prefill-chunk",
                               "shutdown-grace-ms", "log-level", "debug-load-delay-ms"]
@@ -78,6 +80,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
                     throw .badValue(source: source, key: key, value: value, expected: "fast or exact")
                 }
                 precision = value
+            case "lm-head":
+                guard let mode = LMHeadPrecision(rawValue: value) else {
+                    throw .badValue(source: source, key: key, value: value, expected: "int8 or 4bit")
+                }
+                lmHead = mode
             case "packed-cache": packedCache = value == "none" || value.isEmpty ? nil : value
             case "threads": threads = try int()
             case "max-message-bytes": maxMessageBytes = try int(min: 1024)

@@ -20,7 +20,8 @@ struct Engine: Sendable {
         let pool = config.threads > 0 ? ComputePool(threads: config.threads) : ComputePool.shared
         phase(config.precision == "exact" ? "mapping the model: \(directory)"
                   : "mapping the model and its packed weights (packing them on a first start): \(directory)")
-        let model = try FalconMambaModel(directory: directory, precision: config.precision == "exact" ? .exact : .fast, pool: pool,
+        let model = try FalconMambaModel(directory: directory, precision: config.precision == "exact" ? .exact : .fast,
+                                         lmHead: config.lmHead, pool: pool,
                                          cache: config.packedCache.map(PackedWeightsCache.init))
         switch model.packSource {
         case .none: break

@@ -30,6 +30,11 @@ struct Bench: ParsableCommand {
     @Option(help: "Comma-separated precisions: fast, exact.")
     var precision = "fast,exact"
 
+    @Option(name: .customLong("lm-head"), help: ArgumentHelp(
+        "The fast path's lm_head: int8, or 4bit (a 4-bit pass, the 64 likeliest tokens rescored exactly).",
+        valueName: "int8|4bit"))
+    var lmHead: LMHeadPrecision = .int8
+
     @Option(help: "Interleaved repetitions (medians are reported).")
     var `repeat` = 3
 
@@ -71,7 +76,7 @@ struct Bench: ParsableCommand {
             let pool = ComputePool(threads: count)
             for p in precisions {
                 let clock = ContinuousClock(), loadStart = clock.now
-                let engine = try FalconMambaModel(directory: model, precision: p, pool: pool, cache: cache)
+                let engine = try FalconMambaModel(directory: model, precision: p, lmHead: lmHead, pool: pool, cache: cache)
                 let loadSeconds = (clock.now - loadStart).seconds
                 let bytesPerStep = Double(engine.bytesReadPerToken)
                 var probes: [Double] = [], prefills: [Double] = [], decodes: [[Double]] = batches.map { _ in [] }
@@ -144,7 +149,7 @@ struct Bench: ParsableCommand {
         let prefix = Array(prompt.prefix(64))
         var outputs: [[Float]] = [], continuation: [Int] = []
         for p in [Precision.exact, .fast] {
-            let engine = try FalconMambaModel(directory: model, precision: p, pool: pool, cache: cache)
+            let engine = try FalconMambaModel(directory: model, precision: p, lmHead: lmHead, pool: pool, cache: cache)
             var state = engine.newState()
             var logits = Array(try engine.prefill(prefix, state: &state, logits: .all).logits)
             for step in 0..<8 {
@@ -156,7 +161,18 @@ struct Bench: ParsableCommand {
         var worst: Float = 0, scale: Float = 0
         for (a, b) in zip(outputs[1], outputs[0]) { worst = max(worst, abs(a - b)); scale = max(scale, abs(b)) }
         print(String(format: "fast vs exact: relative logit error %.2e over %d prefill positions and 8 decode steps",
-                     worst / scale, prefix.count))
+                     worst / scale, prefix.count) + " (lm_head \(lmHead.rawValue))")
+        // Where sampling looks: each position's likeliest tokens, and the greedy pick.
+        let v = outputs[0].count / (prefix.count + 8), k = LMHeadPrecision.rescoredTokens
+        var worstLikely: Float = 0, sameGreedy = 0
+        for position in 0..<(prefix.count + 8) {
+            let exact = outputs[0][(position * v)..<((position + 1) * v)], fast = outputs[1][(position * v)..<((position + 1) * v)]
+            let likely = exact.indices.sorted { exact[$0] > exact[$1] }.prefix(k)
+            for i in likely { worstLikely = max(worstLikely, abs(exact[i] - fast[i])) }
+            if Sampler.argmax(exact) == Sampler.argmax(fast) { sameGreedy += 1 }
+        }
+        print(String(format: "  over each position's %d likeliest tokens: %.2e; same greedy token at %d of %d positions",
+                     k, worstLikely / scale, sameGreedy, prefix.count + 8))
     }
 
     func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }

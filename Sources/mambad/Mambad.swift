@@ -20,9 +20,15 @@ struct ModelOptions: ParsableArguments {
                                valueName: "fast|exact"))
     var precision: Precision = .fast
 
+    @Option(name: .customLong("lm-head"), help: ArgumentHelp(
+        "The fast path's lm_head: int8, or 4bit (a 4-bit pass, the 64 likeliest tokens rescored exactly).",
+        valueName: "int8|4bit"))
+    var lmHead: LMHeadPrecision = .int8
+
     func load() throws -> FalconMambaModel {
-        try FalconMambaModel(directory: model, precision: precision)
+        try FalconMambaModel(directory: model, precision: precision, lmHead: lmHead)
     }
 }
 
 extension Precision: ExpressibleByArgument {}
+extension LMHeadPrecision: ExpressibleByArgument {}

@@ -28,6 +28,10 @@ struct Serve: ParsableCommand {
     @Option(help: ArgumentHelp("4-bit products: fast (int8 activations) or exact (bitsandbytes-identical).", valueName: "fast|exact"))
     var precision: String?
 
+    @Option(name: .customLong("lm-head"), help: ArgumentHelp(
+        "The fast path's lm_head: int8, or 4bit (a 4-bit pass, the 64 likeliest tokens rescored exactly).", valueName: "int8|4bit"))
+    var lmHead: String?
+
     @Option(name: .customLong("packed-cache"), help: ArgumentHelp(
         "Folder for packed weights kept between starts, or none (default $CACHE_DIRECTORY, else ~/.cache/mambad).", valueName: "dir"))
     var packedCache: String?
@@ -87,7 +91,7 @@ struct Serve: ParsableCommand {
             }
             let flags: [(String, String?)] = [
                 ("model", model), ("socket", socket), ("socket-mode", socketMode), ("precision", precision),
-                ("packed-cache", packedCache), ("threads", threads), ("max-active", maxActive), ("max-queue", maxQueue),
+                ("lm-head", lmHead), ("packed-cache", packedCache), ("threads", threads), ("max-active", maxActive), ("max-queue", maxQueue),
                 ("max-message-bytes", maxMessageBytes), ("max-header-bytes", maxHeaderBytes), ("max-batch", maxBatch),
                 ("max-pending-per-connection", maxPendingPerConnection), ("max-prompt-tokens", maxPromptTokens),
                 ("max-completion-tokens", maxCompletionTokens), ("cache-bytes", cacheBytes), ("prefill-chunk", prefillChunk),

@@ -164,6 +164,23 @@ struct Q4Case: CustomTestStringConvertible, Sendable {
         #expect(out[4...] == [1, 2, 1, 1])
     }
 
+    @Test func convStateAndWeightsAreTapMajor() {
+        // 17 channels (a full vector and one more), kernel 3: state[k * 17 + d] is tap k of channel d
+        let D = 17, K = 3
+        var state = (0..<K * D).map { Float($0) / 100 }
+        let weight = (0..<K * D).map { Float($0 % 5) / 4 - 0.5 }
+        let x = (0..<D).map { Float($0) / 10 }
+        var out = [Float](repeating: 0, count: D)
+        let before = state
+        mk_conv1d_silu(&state, weight, nil, x, Int64(D), 1, Int64(D), Int64(K), &out, 0, Int64(D))
+        for d in 0..<D {
+            let window = [before[1 * D + d], before[2 * D + d], x[d]]
+            let acc = (0..<K).reduce(Float(0)) { $0 + window[$1] * weight[$1 * D + d] }
+            #expect(abs(out[d] - acc / (1 + Float(exp(Double(-acc))))) < 1e-6, "channel \(d)")
+            #expect((0..<K).map { state[$0 * D + d] } == window, "channel \(d)")
+        }
+    }
+
     @Test func convKeepsTheLastInputsAsState() {
         // one channel, kernel 4, weights pick the newest input: the output is silu(x_t)
         var state: [Float] = [0, 0, 0, 0]

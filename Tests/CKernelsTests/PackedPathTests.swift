@@ -210,6 +210,29 @@ extension KernelTests {
         }
     }
 
+    @Test func dense4BitPackingKeepsTheHighNibbleOfTheInt8Weights() {
+        let rows = 21, cols = 128
+        var random = TestRandom(state: 23)
+        let weights = (0..<rows * cols).map { _ in mk_f32_to_f16(random.float() * 0.1) }
+        let q8 = Packed(rows: rows, cols: cols, bits: 8), q4 = Packed(rows: rows, cols: cols, bits: 4)
+        weights.withUnsafeBufferPointer { w in
+            var m = mk_dense_matrix(data: w.baseAddress, dtype: Int32(MK_DTYPE_F16.rawValue), rows: Int64(rows), cols: Int64(cols))
+            var floats = [Float](repeating: 0, count: 16 * cols), panel = [UInt8](repeating: 0, count: 16 * cols)
+            mk_pack_dense_q8(&m, 0, mk_packed_panels(Int64(rows)), &q8.codes, &q8.scales, &q8.rowScales, &floats)
+            mk_pack_dense_q4(&m, 0, mk_packed_panels(Int64(rows)), &q4.codes, &q4.scales, &q4.rowScales, &floats, &panel)
+        }
+        #expect(q4.scales == q8.scales && q4.rowScales == q8.rowScales)
+        var lut = [UInt8](repeating: 0, count: 16)
+        mk_dense_q4_lut(&lut)
+        #expect(lut == (0..<16).map { UInt8(16 * $0 + 8) })
+        // q8 vector q of block b <-> q4 vector q % 8, low nibble for q < 8
+        for p in 0..<2 { for b in 0..<2 { for q in 0..<16 { for e in 0..<64 {
+            let u = q8.codes[((p * 2 + b) * 16 + q) * 64 + e]
+            let byte = q4.codes[((p * 2 + b) * 8 + q % 8) * 64 + e]
+            #expect((q < 8 ? byte & 15 : byte >> 4) == u >> 4)
+        } } } }
+    }
+
     @Test(arguments: [1, 5, 20]) func denseInt8ProductMatchesDefinitionAndFloat(tokens: Int) throws {
         let rows = 35, cols = 192
         var random = TestRandom(state: UInt64(tokens) + 11)

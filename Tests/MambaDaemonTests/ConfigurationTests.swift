@@ -14,6 +14,7 @@ import Testing
             cache-bytes = 512M
             max-queue = 8
             log-level = debug
+            lm-head = 4bit
             """
         try c.apply(DaemonConfiguration.parseFile(file, source: "test.conf"), source: "test.conf")
         #expect(c.model == "/srv/models/falcon-mamba-7b-4bit")
@@ -22,6 +23,7 @@ import Testing
         #expect(c.cacheBytes == 512 << 20)
         #expect(c.maxQueue == 8)
         #expect(c.logLevel == .debug)
+        #expect(c.lmHead == .rescored4bit)
         try c.apply([("max-queue", "2")], source: "flags")
         #expect(c.maxQueue == 2)
     }
@@ -36,6 +38,9 @@ import Testing
         }
         #expect(throws: ConfigurationError.self) { try c.apply([("max-queue", "-1")], source: "flags") }
         #expect(throws: ConfigurationError.self) { try c.apply([("precision", "fuzzy")], source: "flags") }
+        #expect(throws: ConfigurationError.badValue(source: "flags", key: "lm-head", value: "2bit", expected: "int8 or 4bit")) {
+            try c.apply([("lm-head", "2bit")], source: "flags")
+        }
         #expect(throws: ConfigurationError.self) { try c.apply([("socket-mode", "999")], source: "flags") }
     }
 }

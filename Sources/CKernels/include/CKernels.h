@@ -151,6 +151,14 @@ void mk_pack_q4(const mk_q4_matrix *w, int64_t panel_begin, int64_t panel_end,
 void mk_pack_dense_q8(const mk_dense_matrix *w, int64_t panel_begin, int64_t panel_end,
                       uint8_t *codes, uint8_t *scales, float *row_scales, float *rows_f32);
 
+/// A dense matrix at 4 bits: packed as int8 (mk_pack_dense_q8), then each weight keeps
+/// its high nibble, with the table mk_dense_q4_lut (16c + 8: the middle of the 16
+/// int8 values a code stands for; at most 8 of 127 units off). A first pass for the
+/// lm_head that only has to find the likely tokens. panel_q8 holds cols * 16 bytes.
+void mk_pack_dense_q4(const mk_dense_matrix *w, int64_t panel_begin, int64_t panel_end, uint8_t *codes,
+                      uint8_t *scales, float *row_scales, float *rows_f32, uint8_t *panel_q8);
+void mk_dense_q4_lut(uint8_t lut[16]);
+
 /// Y[t * ldy + r] = W[r, :] . X[t, :] for every row t of X and the rows of panels
 /// [panel_begin, panel_end). With VNNI, up to 8 rows of X (decode, a batch) run straight
 /// from the packed codes; more (prefill) decode each panel once into `scratch` and reuse
@@ -179,8 +187,9 @@ void mk_rms_norm(const float *x, int64_t ldx, const float *weight, float eps,
                  int64_t rows, int64_t n, float *out, int64_t ldo);
 
 /// Causal depthwise conv1d over T tokens followed by SiLU.
-/// state [D, K]: the last K inputs of each channel, oldest first; updated in place.
-/// weight [D, K], bias [D]; x [T, D] with leading dimension ldx; out [T, D] (contiguous).
+/// state [K, D]: the last K inputs of each channel, oldest first (tap-major, so 16
+/// channels of one tap are one vector); updated in place.
+/// weight [K, D] (tap-major too), bias [D]; x [T, D] with leading dimension ldx; out [T, D] (contiguous).
 /// Only channels [d_begin, d_end) are computed (for splitting across threads).
 void mk_conv1d_silu(float *state, const float *weight, const float *bias,
                     const float *x, int64_t ldx, int64_t T, int64_t D, int64_t K, float *out,
