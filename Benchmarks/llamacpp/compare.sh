@@ -19,6 +19,7 @@
 #   --prompt N           [512]
 #   --tokens N           [64]
 #   --precision P        [fast]   (mambad: fast or exact)
+#   --lm-head M          [int8]   (mambad: int8, 4bit, or both: each round runs both, in turn)
 #   --llama-reps N       [3]      (llama-bench -r: repetitions averaged within a round)
 #   --mambad-repeat N    [1]      (mambad bench --repeat: repetitions, median within a round)
 #   --log-dir DIR        [a new folder under /tmp]
@@ -32,7 +33,7 @@ LLAMA_BENCH=/work/llama/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin/llama
 GGUF=/work/llama/falcon-mamba-7b-random-Q4_0.gguf
 MAMBAD="$REPO/.build/release/mambad"
 MODEL=/work/data/falcon-mamba-7b-random
-ROUNDS=3 THREADS=2 PROMPT=512 TOKENS=64 PRECISION=fast LLAMA_REPS=3 MAMBAD_REPEAT=1
+ROUNDS=3 THREADS=2 PROMPT=512 TOKENS=64 PRECISION=fast LM_HEAD=int8 LLAMA_REPS=3 MAMBAD_REPEAT=1
 LOG_DIR="" ONLY=""
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
@@ -47,6 +48,7 @@ while [ $# -gt 0 ]; do
         --prompt) PROMPT="$2"; shift 2 ;;
         --tokens) TOKENS="$2"; shift 2 ;;
         --precision) PRECISION="$2"; shift 2 ;;
+        --lm-head) LM_HEAD="$2"; shift 2 ;;
         --llama-reps) LLAMA_REPS="$2"; shift 2 ;;
         --mambad-repeat) MAMBAD_REPEAT="$2"; shift 2 ;;
         --log-dir) LOG_DIR="$2"; shift 2 ;;
@@ -73,7 +75,8 @@ RESULTS="$LOG_DIR/results.tsv"
 printf 'round\tengine\tpp%s_tok_s\ttg%s_tok_s\n' "$PROMPT" "$TOKENS" > "$RESULTS"
 
 echo "llama.cpp: $LLAMA_BENCH -m $GGUF"
-echo "mambad:    $MAMBAD bench --model $MODEL --precision $PRECISION"
+echo "mambad:    $MAMBAD bench --model $MODEL --precision $PRECISION --lm-head $LM_HEAD"
+case "$LM_HEAD" in both) LM_HEADS="int8 4bit" ;; *) LM_HEADS="$LM_HEAD" ;; esac
 echo "threads $THREADS, pp$PROMPT, tg$TOKENS, $ROUNDS rounds; logs in $LOG_DIR"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -115,12 +118,16 @@ for round in $(seq 1 "$ROUNDS"); do
         printf 'round %s  llama.cpp  pp%s %8s tok/s   tg%s %7s tok/s\n' "$round" "$PROMPT" "${vals%%$'\t'*}" "$TOKENS" "${vals##*$'\t'}"
     fi
     if [ $run_mambad = 1 ]; then
-        out="$LOG_DIR/mambad-$round.txt"
-        "$MAMBAD" bench --model "$MODEL" --threads "$THREADS" --prompt "$PROMPT" --tokens "$TOKENS" \
-            --batch 1 --precision "$PRECISION" --repeat "$MAMBAD_REPEAT" > "$out" 2> "$LOG_DIR/mambad-$round.err"
-        vals="$(parse_mambad "$out")"
-        printf '%s\tmambad\t%s\n' "$round" "$vals" >> "$RESULTS"
-        printf 'round %s  mambad     pp%s %8s tok/s   tg%s %7s tok/s\n' "$round" "$PROMPT" "${vals%%$'\t'*}" "$TOKENS" "${vals##*$'\t'}"
+        for head in $LM_HEADS; do
+            engine=mambad
+            [ "$head" = int8 ] || engine="mambad-$head"
+            out="$LOG_DIR/$engine-$round.txt"
+            "$MAMBAD" bench --model "$MODEL" --threads "$THREADS" --prompt "$PROMPT" --tokens "$TOKENS" --batch 1 \
+                --precision "$PRECISION" --lm-head "$head" --repeat "$MAMBAD_REPEAT" > "$out" 2> "$LOG_DIR/$engine-$round.err"
+            vals="$(parse_mambad "$out")"
+            printf '%s\t%s\t%s\n' "$round" "$engine" "$vals" >> "$RESULTS"
+            printf 'round %s  %-10s pp%s %8s tok/s   tg%s %7s tok/s\n' "$round" "$engine" "$PROMPT" "${vals%%$'\t'*}" "$TOKENS" "${vals##*$'\t'}"
+        done
     fi
 done
 
@@ -137,7 +144,9 @@ for engine in dict.fromkeys(r[1] for r in rows):
     tg = statistics.median(float(r[3]) for r in mine)
     med[engine] = (pp, tg)
     print(f"  {engine:<10} {head[2].replace('_tok_s', '')} {pp:8.2f} tok/s   {head[3].replace('_tok_s', '')} {tg:7.2f} tok/s   ({len(mine)} rounds)")
-if len(med) == 2:
-    (a, b) = med["mambad"], med["llama.cpp"]
-    print(f"  mambad / llama.cpp: prefill {a[0] / b[0]:.2f}x, decode {a[1] / b[1]:.2f}x")
+if "llama.cpp" in med:
+    b = med["llama.cpp"]
+    for engine, a in med.items():
+        if engine != "llama.cpp":
+            print(f"  {engine} / llama.cpp: prefill {a[0] / b[0]:.2f}x, decode {a[1] / b[1]:.2f}x")
 PY

@@ -162,7 +162,7 @@ public final class FalconMambaModel: Sendable {
         var offsets: [Int] = [], total = PackedWeightsCache.headerBytes(count: plans.count)
         for layout in layouts { offsets.append(total); total += layout.span }
 
-        let target = cache.map { $0.path(for: checkpoint, layouts: layouts) }
+        let target = cache.map { $0.path(for: checkpoint, layouts: layouts, variant: "lm" + lmHeadPrecision.rawValue) }
         if let cache, let target, let file = cache.open(target.path, key: target.key, layouts: layouts, offsets: offsets, total: total) {
             for (i, (linear, layout)) in plans.enumerated() {
                 var m = layout.matrix(at: file.base + offsets[i])

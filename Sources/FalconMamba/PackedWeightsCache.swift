@@ -39,10 +39,11 @@ public struct PackedWeightsCache: Sendable {
     static func headerBytes(count: Int) -> Int { (sourceOffset(count: count) + Int(PATH_MAX) + 4095) / 4096 * 4096 }
     static func sourceOffset(count: Int) -> Int { 64 + count * entryBytes }
 
-    /// The file for a checkpoint and set of layouts: `<folder name>-<hash of its path>-<key>.packed`.
+    /// The file for a checkpoint and set of layouts: `<folder name>-<hash of its path>-<variant>-<key>.packed`.
     /// Also returns the key (stored in the header) and the prefix every file of this
-    /// checkpoint folder shares (for `prune`).
-    func path(for checkpoint: Checkpoint, layouts: [PackedLayout]) -> CacheTarget {
+    /// checkpoint folder and variant shares (for `prune`): files of other variants (the
+    /// lm_head in int8 or at 4 bits) stay, so switching between them does not repack.
+    func path(for checkpoint: Checkpoint, layouts: [PackedLayout], variant: String) -> CacheTarget {
         var key = Self.fnv(["mambad packed weights v2"] + checkpoint.files.map(\.file.identity)
                            + layouts.map { "\($0.rows)x\($0.cols)x\($0.bits)" })
         if key == 0 { key = 1 }
@@ -50,7 +51,7 @@ public struct PackedWeightsCache: Sendable {
             defer { free(pointer) }
             return String(cString: pointer)
         } ?? checkpoint.directory
-        let prefix = Self.prefix(source: source)
+        let prefix = Self.prefix(source: source) + variant + "-"
         return CacheTarget(path: directory + "/" + prefix + Self.hex(key) + ".packed", key: key, prefix: prefix, source: source)
     }
 

@@ -65,6 +65,23 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == [String(saved.split(separator: "/").last!)])
     }
 
+    @Test func bothLMHeadVariantsStayCached() throws {
+        try #require(mk_q8_available() != 0, "needs AVX-512 VNNI")
+        let scratch = try Scratch()
+        let cache = PackedWeightsCache(directory: scratch.path)
+        let path = Fixtures.modelPath(Self.fixture)
+        _ = try FalconMambaModel(directory: path, precision: .fast, lmHead: .int8, cache: cache)
+        _ = try FalconMambaModel(directory: path, precision: .fast, lmHead: .rescored4bit, cache: cache)
+        #expect(cacheFiles(scratch.path).count == 2)
+        for lmHead in LMHeadPrecision.allCases {
+            let model = try FalconMambaModel(directory: path, precision: .fast, lmHead: lmHead, cache: cache)
+            guard case .cacheFile = model.packSource else {
+                Issue.record("\(lmHead) was packed again: \(model.packSource)")
+                continue
+            }
+        }
+    }
+
     @Test func filesOfDeletedCheckpointFoldersAreRemovedWhenAnotherModelPacks() throws {
         try #require(mk_q8_available() != 0, "needs AVX-512 VNNI")
         let scratch = try Scratch(), folder = scratch.path + "/cache"
