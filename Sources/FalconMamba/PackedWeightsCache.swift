@@ -51,16 +51,19 @@ public struct PackedWeightsCache: Sendable {
             defer { free(pointer) }
             return String(cString: pointer)
         } ?? checkpoint.directory
-        let prefix = Self.prefix(source: source) + variant + "-"
-        return CacheTarget(path: directory + "/" + prefix + Self.hex(key) + ".packed", key: key, prefix: prefix, source: source)
+        let folder = Self.prefix(source: source), prefix = folder + variant + "-"
+        return CacheTarget(path: directory + "/" + prefix + Self.hex(key) + ".packed", key: key, prefix: prefix,
+                           folderPrefix: folder, source: source)
     }
 
     /// Where one checkpoint's packed weights go.
     struct CacheTarget {
         let path: String
         let key: UInt64
-        /// What every cache file of this checkpoint folder's name starts with.
+        /// What every cache file of this checkpoint folder and variant starts with.
         let prefix: String
+        /// What every cache file of this checkpoint folder starts with.
+        let folderPrefix: String
         /// The checkpoint folder, resolved.
         let source: String
     }
@@ -84,16 +87,21 @@ public struct PackedWeightsCache: Sendable {
         return String(repeating: "0", count: 16 - digits.count) + digits
     }
 
-    /// Remove what a new cache file replaces: older files of the same checkpoint folder,
-    /// files whose checkpoint folder is gone, and temporary files of packing processes
-    /// that no longer run.
-    func prune(keeping path: String, prefix: String) {
+    /// The variants a checkpoint folder may have a file for at once.
+    static let variants = LMHeadPrecision.allCases.map { "lm" + $0.rawValue }
+
+    /// Remove what a new cache file replaces: older files of the same checkpoint folder
+    /// and variant (or of no variant this version knows), files whose checkpoint folder
+    /// is gone, and temporary files of packing processes that no longer run.
+    func prune(keeping path: String, target: CacheTarget) {
         guard let folder = opendir(directory) else { return }
         defer { closedir(folder) }
         while let entry = readdir(folder) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             let full = directory + "/" + name
-            if name.hasSuffix(".packed"), full != path, name.hasPrefix(prefix) || Self.sourceIsGone(full) {
+            let otherVariant = Self.variants.contains { name.hasPrefix(target.folderPrefix + $0 + "-") } && !name.hasPrefix(target.prefix)
+            if name.hasSuffix(".packed"), full != path,
+               name.hasPrefix(target.folderPrefix) && !otherVariant || Self.sourceIsGone(full) {
                 unlink(full)
             } else if name.hasPrefix(".packing-"), let pid = Int32(name.dropFirst(9).prefix { $0 != "-" }),
                       kill(pid, 0) != 0, errno == ESRCH {
@@ -183,7 +191,7 @@ public struct PackedWeightsCache: Sendable {
             unlink(temporaryPath)
             return false
         }
-        prune(keeping: target.path, prefix: target.prefix)
+        prune(keeping: target.path, target: target)
         return true
     }
 

@@ -70,9 +70,14 @@ import Testing
         let scratch = try Scratch()
         let cache = PackedWeightsCache(directory: scratch.path)
         let path = Fixtures.modelPath(Self.fixture)
+        // a file of this folder from a version without variants: replaced, not kept
+        let resolved = try #require(realpath(path, nil).map { pointer in defer { free(pointer) }; return String(cString: pointer) })
+        let old = scratch.path + "/" + PackedWeightsCache.prefix(source: resolved) + "0123456789abcdef.packed"
+        #expect(FileManager.default.createFile(atPath: old, contents: Data(count: 100)))
         _ = try FalconMambaModel(directory: path, precision: .fast, lmHead: .int8, cache: cache)
         _ = try FalconMambaModel(directory: path, precision: .fast, lmHead: .rescored4bit, cache: cache)
         #expect(cacheFiles(scratch.path).count == 2)
+        #expect(!FileManager.default.fileExists(atPath: old))
         for lmHead in LMHeadPrecision.allCases {
             let model = try FalconMambaModel(directory: path, precision: .fast, lmHead: lmHead, cache: cache)
             guard case .cacheFile = model.packSource else {

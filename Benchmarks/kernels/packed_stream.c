@@ -1,0 +1,101 @@
+// How close the packed 4-bit decode product (mk_packed_gemm, one activation row) comes
+// to a plain read of the same bytes, on the same threads, measured in pairs: each
+// repetition runs the product over the whole matrix, then the read, so both see the
+// same state of the host's memory bandwidth (which drifts over seconds on shared hosts).
+//
+//   packed_stream ROWS COLS REPS THREADS
+//
+// Prints GB/s of codes read by the product and by the read, and their ratio.
+#include "CKernels.h"
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+__attribute__((target("avx512f"))) static void read_bytes(const uint8_t *p, size_t n) {
+    __m512i a = _mm512_setzero_si512(), b = a;
+    for (size_t i = 0; i < n; i += 128) {
+        a = _mm512_xor_si512(a, _mm512_load_si512(p + i));
+        b = _mm512_xor_si512(b, _mm512_load_si512(p + i + 64));
+    }
+    volatile long sink = _mm512_reduce_add_epi64(_mm512_xor_si512(a, b));
+    (void)sink;
+}
+
+static mk_packed_matrix matrix;
+static mk_q8_rows activations;
+static float *y;
+static int threads, reps;
+static int64_t code_bytes;
+static pthread_barrier_t barrier;
+static double product_seconds, read_seconds;
+
+static void *work(void *arg) {
+    const long t = (long)arg;
+    const int64_t panels = mk_packed_panels(matrix.rows);
+    const int64_t p0 = panels * t / threads, p1 = panels * (t + 1) / threads;
+    const int64_t b0 = code_bytes * t / threads / 128 * 128, b1 = code_bytes * (t + 1) / threads / 128 * 128;
+    for (int r = 0; r < reps; r++) {
+        pthread_barrier_wait(&barrier);
+        double start = now();
+        mk_packed_gemm(&matrix, &activations, y, matrix.rows, p0, p1, NULL);
+        pthread_barrier_wait(&barrier);
+        if (t == 0) product_seconds += now() - start;
+        start = now();
+        read_bytes(matrix.codes + b0, (size_t)(b1 - b0));
+        pthread_barrier_wait(&barrier);
+        if (t == 0) read_seconds += now() - start;
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s ROWS COLS REPS THREADS\n", argv[0]);
+        return 2;
+    }
+    const int64_t rows = atoll(argv[1]), cols = atoll(argv[2]);
+    reps = atoi(argv[3]);
+    threads = atoi(argv[4]);
+    if (rows < 16 || cols < 64 || cols % 128 || reps < 1 || threads < 1 || threads > 64) {
+        fprintf(stderr, "need ROWS >= 16, COLS a multiple of 128, REPS >= 1, 1 <= THREADS <= 64\n");
+        return 2;
+    }
+    code_bytes = mk_packed_code_bytes(rows, cols, 4);
+    const int64_t scales = mk_packed_scale_count(rows, cols), row_count = mk_packed_row_count(rows);
+    uint8_t *codes = aligned_alloc(64, (size_t)(code_bytes + 4095) / 4096 * 4096);
+    uint8_t *block_scales = aligned_alloc(64, (size_t)(scales + 4095) / 4096 * 4096);
+    float *row_scales = aligned_alloc(64, (size_t)(row_count * 4 + 4095) / 4096 * 4096);
+    srand(1);
+    for (int64_t i = 0; i < code_bytes; i++) codes[i] = (uint8_t)rand();
+    memset(block_scales, 200, (size_t)scales);
+    for (int64_t i = 0; i < row_count; i++) row_scales[i] = 0.01f;
+    matrix = (mk_packed_matrix){.codes = codes, .scales = block_scales, .row_scales = row_scales,
+                                .out_scale = 1, .rows = rows, .cols = cols, .bits = 4};
+    for (int i = 0; i < 16; i++) matrix.lut[i] = (uint8_t)(120 + i);
+    float *x = malloc(sizeof(float) * (size_t)cols);
+    for (int64_t i = 0; i < cols; i++) x[i] = (float)(rand() % 200) / 100.0f - 1;
+    void *memory = aligned_alloc(64, (size_t)(mk_q8_rows_bytes(1, cols) + 4095) / 4096 * 4096);
+    activations = mk_q8_rows_in(memory, 1, cols);
+    mk_q8_quantize_rows(x, cols, &activations);
+    y = malloc(sizeof(float) * (size_t)rows);
+
+    pthread_barrier_init(&barrier, NULL, (unsigned)threads);
+    pthread_t workers[64];
+    for (long t = 1; t < threads; t++) pthread_create(&workers[t], NULL, work, (void *)t);
+    work(0);
+    for (int t = 1; t < threads; t++) pthread_join(workers[t], NULL);
+    const double product = (double)code_bytes * reps / product_seconds / 1e9;
+    const double read = (double)code_bytes * reps / read_seconds / 1e9;
+    printf("%lldx%lld, %d threads, %s: product %.1f GB/s, read %.1f GB/s, ratio %.2f\n", (long long)rows,
+           (long long)cols, threads, mk_q8_path(), product, read, product / read);
+    return 0;
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Builds packed_stream.c against the CKernels sources (outside the Swift build, -O3,
+# dispatch as in mambad) and runs it ROUNDS times on a 128 MiB matrix (16 x the L3),
+# 2 threads unless told: the decode product's share of the plain read bandwidth.
+#   Benchmarks/kernels/run.sh [ROUNDS] [THREADS]
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SRC="$HERE/../../Sources/CKernels"
+BIN="$(mktemp -d)/packed_stream"
+cc -O3 -std=gnu11 -I"$SRC/include" "$HERE/packed_stream.c" "$SRC"/*.c -o "$BIN" -lm -lpthread
+for _ in $(seq 1 "${1:-5}"); do "$BIN" 65536 4096 8 "${2:-2}"; done
