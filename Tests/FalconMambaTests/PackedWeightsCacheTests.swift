@@ -28,8 +28,7 @@ import Testing
         ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".packed") }
     }
 
-    @Test func firstLoadPacksAndSavesSecondMapsTheSameWeights() throws {
-        try #require(mk_q8_available() != 0, "needs AVX-512 VNNI")
+    @Test(.enabled(if: mk_q8_available() != 0, "needs an int8 kernel (AVX2 or AVX-512 VNNI)")) func firstLoadPacksAndSavesSecondMapsTheSameWeights() throws {
         let scratch = try Scratch(), folder = scratch.path + "/nested/cache"
         let cache = PackedWeightsCache(directory: folder)
         let first = try FalconMambaModel(directory: Fixtures.modelPath(Self.fixture), precision: .fast, cache: cache)
@@ -45,8 +44,7 @@ import Testing
         #expect(first.packedBytes > 0 && first.packedBytes == second.packedBytes)
     }
 
-    @Test func aChangedCheckpointIsPackedAgain() throws {
-        try #require(mk_q8_available() != 0, "needs AVX-512 VNNI")
+    @Test(.enabled(if: mk_q8_available() != 0, "needs an int8 kernel (AVX2 or AVX-512 VNNI)")) func aChangedCheckpointIsPackedAgain() throws {
         let scratch = try Scratch(), model = scratch.path + "/model", folder = scratch.path + "/cache"
         try FileManager.default.copyItem(atPath: Fixtures.modelPath(Self.fixture), toPath: model)
         let cache = PackedWeightsCache(directory: folder)
@@ -65,8 +63,7 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: folder) == [String(saved.split(separator: "/").last!)])
     }
 
-    @Test func bothLMHeadVariantsStayCached() throws {
-        try #require(mk_q8_available() != 0, "needs AVX-512 VNNI")
+    @Test(.enabled(if: mk_q8_available() != 0, "needs an int8 kernel (AVX2 or AVX-512 VNNI)")) func bothLMHeadVariantsStayCached() throws {
         let scratch = try Scratch()
         let cache = PackedWeightsCache(directory: scratch.path)
         let path = Fixtures.modelPath(Self.fixture)
@@ -87,8 +84,7 @@ import Testing
         }
     }
 
-    @Test func filesOfDeletedCheckpointFoldersAreRemovedWhenAnotherModelPacks() throws {
-        try #require(mk_q8_available() != 0, "needs AVX-512 VNNI")
+    @Test(.enabled(if: mk_q8_available() != 0, "needs an int8 kernel (AVX2 or AVX-512 VNNI)")) func filesOfDeletedCheckpointFoldersAreRemovedWhenAnotherModelPacks() throws {
         let scratch = try Scratch(), folder = scratch.path + "/cache"
         let cache = PackedWeightsCache(directory: folder)
         let kept = scratch.path + "/kept", deleted = scratch.path + "/deleted", other = scratch.path + "/other"
@@ -107,8 +103,7 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: foreign))
     }
 
-    @Test(arguments: ["header", "truncated"]) func aDamagedCacheFileIsReplaced(damage: String) throws {
-        try #require(mk_q8_available() != 0, "needs AVX-512 VNNI")
+    @Test(.enabled(if: mk_q8_available() != 0, "needs an int8 kernel (AVX2 or AVX-512 VNNI)"), arguments: ["header", "truncated"]) func aDamagedCacheFileIsReplaced(damage: String) throws {
         let scratch = try Scratch()
         let cache = PackedWeightsCache(directory: scratch.path)
         let reference = try logits(FalconMambaModel(directory: Fixtures.modelPath(Self.fixture), precision: .fast, cache: cache))
@@ -126,8 +121,7 @@ import Testing
         #expect(try logits(model) == reference)
     }
 
-    @Test func anUnusableCacheFolderPacksIntoMemory() throws {
-        try #require(mk_q8_available() != 0, "needs AVX-512 VNNI")
+    @Test(.enabled(if: mk_q8_available() != 0, "needs an int8 kernel (AVX2 or AVX-512 VNNI)")) func anUnusableCacheFolderPacksIntoMemory() throws {
         let scratch = try Scratch()
         let blocker = scratch.path + "/file"
         try Data("not a folder".utf8).write(to: URL(fileURLWithPath: blocker))
