@@ -83,7 +83,8 @@ enum Packing {
         var source = source
         var m = layout.matrix(at: base)
         let panels = Int(mk_packed_panels(source.rows)), cols = Int(source.cols)
-        let floatBytes = 16 * cols * 4, scratchBytes = floatBytes + 16 * cols
+        // rows as float32, and for 4 bits the panel packed as int8 first
+        let floatBytes = 16 * cols * 4, scratchBytes = floatBytes + (layout.bits == 4 ? 16 * cols : 0)
         m.out_scale = 1
         let codes = UnsafeMutablePointer(mutating: m.codes!), scales = UnsafeMutablePointer(mutating: m.scales!)
         let rowScales = UnsafeMutablePointer(mutating: m.row_scales!)

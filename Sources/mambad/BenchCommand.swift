@@ -30,9 +30,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Comma-separated precisions: fast, exact.")
     var precision = "fast,exact"
 
-    @Option(name: .customLong("lm-head"), help: ArgumentHelp(
-        "The fast path's lm_head: int8, or 4bit (a 4-bit pass, the 64 likeliest tokens rescored exactly).",
-        valueName: "int8|4bit"))
+    @Option(name: .customLong("lm-head"), help: LMHeadPrecision.optionHelp)
     var lmHead: LMHeadPrecision = .int8
 
     @Option(help: "Interleaved repetitions (medians are reported).")

@@ -20,9 +20,7 @@ struct ModelOptions: ParsableArguments {
                                valueName: "fast|exact"))
     var precision: Precision = .fast
 
-    @Option(name: .customLong("lm-head"), help: ArgumentHelp(
-        "The fast path's lm_head: int8, or 4bit (a 4-bit pass, the 64 likeliest tokens rescored exactly).",
-        valueName: "int8|4bit"))
+    @Option(name: .customLong("lm-head"), help: LMHeadPrecision.optionHelp)
     var lmHead: LMHeadPrecision = .int8
 
     func load() throws -> FalconMambaModel {
@@ -31,4 +29,10 @@ struct ModelOptions: ParsableArguments {
 }
 
 extension Precision: ExpressibleByArgument {}
-extension LMHeadPrecision: ExpressibleByArgument {}
+extension LMHeadPrecision: ExpressibleByArgument {
+    /// `--lm-head`'s help, the same for run, bench and serve.
+    static var optionHelp: ArgumentHelp {
+        ArgumentHelp("The fast path's lm_head: int8, or 4bit (a 4-bit pass, the 64 likeliest tokens rescored exactly).",
+                     valueName: "int8|4bit")
+    }
+}

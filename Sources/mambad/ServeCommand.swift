@@ -1,4 +1,5 @@
 import ArgumentParser
+import FalconMamba
 import Foundation
 import Logging
 import MambaDaemon
@@ -28,8 +29,7 @@ struct Serve: ParsableCommand {
     @Option(help: ArgumentHelp("4-bit products: fast (int8 activations) or exact (bitsandbytes-identical).", valueName: "fast|exact"))
     var precision: String?
 
-    @Option(name: .customLong("lm-head"), help: ArgumentHelp(
-        "The fast path's lm_head: int8, or 4bit (a 4-bit pass, the 64 likeliest tokens rescored exactly).", valueName: "int8|4bit"))
+    @Option(name: .customLong("lm-head"), help: LMHeadPrecision.optionHelp)
     var lmHead: String?
 
     @Option(name: .customLong("packed-cache"), help: ArgumentHelp(
