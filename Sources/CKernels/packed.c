@@ -223,9 +223,12 @@ AVX512 static void pack_q4_avx512(const mk_q4_matrix *w, int64_t p0, int64_t p1,
 }
 
 /// How far ahead decode asks for codes: the hardware prefetcher alone leaves some of
-/// the two-core bandwidth unused when the host is in its fast state (measured: 16 KiB
-/// gave up to 14.4 tok/s where no prefetch gave 13.3; no change in the slow state).
-#define PREFETCH_BYTES 16384
+/// the two-core bandwidth unused when the host is in its fast state. Measured on the
+/// 7B with the cache file on huge pages, steps of each distance alternating in one
+/// process: 6 KiB 17.3 tok/s, 8 KiB 17.1, 4 and 12 KiB 16.7, 16 KiB 16.4 in the fast
+/// state; in the slow state 4-6 KiB were 1-3% ahead of 8-16. (Without huge pages,
+/// in an earlier session, 16 KiB had been best.)
+#define PREFETCH_BYTES 6144
 
 VNNI static inline __m512i broadcast_word(const int8_t *p) {
     int32_t word;
@@ -296,7 +299,7 @@ VNNI static inline __attribute__((always_inline)) void tile_q4(
 /// interleave on their own and one chain keeps all accumulators in registers.
 VNNI static inline __attribute__((always_inline)) void tile_u8(
     const mk_packed_matrix *w, const uint8_t *panel, int64_t p, const mk_q8_rows *x, int64_t t0, const int T,
-    float *y, int64_t ldy) {
+    float *y, int64_t ldy, const int prefetch) {
     const int64_t n = w->cols, blocks = n / 64;
     const uint8_t *scales = w->scales + p * blocks * 16;
     const int split = T <= 4;
@@ -309,6 +312,10 @@ VNNI static inline __attribute__((always_inline)) void tile_u8(
         if (split)
             for (int t = 0; t < T; t++) odd[t] = _mm512_setzero_si512();
         for (int q = 0; q < 16; q += 2) {
+            if (prefetch) {
+                _mm_prefetch((const char *)(panel + (b * 16 + q) * 64 + PREFETCH_BYTES), _MM_HINT_T0);
+                _mm_prefetch((const char *)(panel + (b * 16 + q + 1) * 64 + PREFETCH_BYTES), _MM_HINT_T0);
+            }
             const __m512i v0 = _mm512_loadu_si512(panel + (b * 16 + q) * 64);
             const __m512i v1 = _mm512_loadu_si512(panel + (b * 16 + q + 1) * 64);
             for (int t = 0; t < T; t++) {
@@ -341,21 +348,23 @@ VNNI static void unpack_q4_panel(const mk_packed_matrix *w, int64_t p, uint8_t *
 
 #define TOKENS 12
 
+/// `prefetch`: the panel is streamed from the packed weights (decode of an int8 matrix),
+/// not a decoded copy in scratch.
 VNNI static void tile_u8_any(const mk_packed_matrix *w, const uint8_t *panel, int64_t p, const mk_q8_rows *x,
-                             int64_t t0, int64_t T, float *y, int64_t ldy) {
+                             int64_t t0, int64_t T, float *y, int64_t ldy, int prefetch) {
     switch (T) {
-    case 1: tile_u8(w, panel, p, x, t0, 1, y, ldy); break;
-    case 2: tile_u8(w, panel, p, x, t0, 2, y, ldy); break;
-    case 3: tile_u8(w, panel, p, x, t0, 3, y, ldy); break;
-    case 4: tile_u8(w, panel, p, x, t0, 4, y, ldy); break;
-    case 5: tile_u8(w, panel, p, x, t0, 5, y, ldy); break;
-    case 6: tile_u8(w, panel, p, x, t0, 6, y, ldy); break;
-    case 7: tile_u8(w, panel, p, x, t0, 7, y, ldy); break;
-    case 8: tile_u8(w, panel, p, x, t0, 8, y, ldy); break;
-    case 9: tile_u8(w, panel, p, x, t0, 9, y, ldy); break;
-    case 10: tile_u8(w, panel, p, x, t0, 10, y, ldy); break;
-    case 11: tile_u8(w, panel, p, x, t0, 11, y, ldy); break;
-    default: tile_u8(w, panel, p, x, t0, TOKENS, y, ldy); break;
+    case 1: tile_u8(w, panel, p, x, t0, 1, y, ldy, prefetch); break;
+    case 2: tile_u8(w, panel, p, x, t0, 2, y, ldy, prefetch); break;
+    case 3: tile_u8(w, panel, p, x, t0, 3, y, ldy, prefetch); break;
+    case 4: tile_u8(w, panel, p, x, t0, 4, y, ldy, prefetch); break;
+    case 5: tile_u8(w, panel, p, x, t0, 5, y, ldy, prefetch); break;
+    case 6: tile_u8(w, panel, p, x, t0, 6, y, ldy, prefetch); break;
+    case 7: tile_u8(w, panel, p, x, t0, 7, y, ldy, prefetch); break;
+    case 8: tile_u8(w, panel, p, x, t0, 8, y, ldy, prefetch); break;
+    case 9: tile_u8(w, panel, p, x, t0, 9, y, ldy, prefetch); break;
+    case 10: tile_u8(w, panel, p, x, t0, 10, y, ldy, prefetch); break;
+    case 11: tile_u8(w, panel, p, x, t0, 11, y, ldy, prefetch); break;
+    default: tile_u8(w, panel, p, x, t0, TOKENS, y, ldy, prefetch); break;
     }
 }
 
@@ -388,7 +397,7 @@ VNNI static void gemm_vnni(const mk_packed_matrix *w, const mk_q8_rows *x, float
         }
         for (int64_t t0 = 0; t0 < x->rows; t0 += TOKENS) {
             const int64_t T = x->rows - t0 < TOKENS ? x->rows - t0 : TOKENS;
-            tile_u8_any(w, panel, p, x, t0, T, y, ldy);
+            tile_u8_any(w, panel, p, x, t0, T, y, ldy, w->bits == 8 && x->rows <= 8);
         }
     }
 }

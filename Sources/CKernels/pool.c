@@ -27,6 +27,7 @@ struct mk_pool {
     mk_task_fn fn;
     void *context;
     int64_t tasks;
+    int pinned;  // task i runs on thread i (the caller is thread 0)
     _Atomic int64_t next_task;
     _Atomic int64_t done_tasks;
     // The last generation each worker finished: the caller waits for all of them, so
@@ -37,7 +38,12 @@ struct mk_pool {
 
 typedef struct { mk_pool *pool; int index; } worker_arg;
 
-static void run_tasks(mk_pool *pool) {
+static void run_tasks(mk_pool *pool, int thread) {
+    if (pool->pinned) {
+        pool->fn(pool->context, thread);
+        atomic_fetch_add_explicit(&pool->done_tasks, 1, memory_order_release);
+        return;
+    }
     for (;;) {
         const int64_t task = atomic_fetch_add_explicit(&pool->next_task, 1, memory_order_relaxed);
         if (task >= pool->tasks) break;
@@ -66,7 +72,7 @@ static void *worker_main(void *raw) {
         }
         if (atomic_load(&pool->stop)) return NULL;
         seen = generation;
-        run_tasks(pool);
+        run_tasks(pool, arg.index + 1);
         atomic_store_explicit(&pool->finished[arg.index], generation, memory_order_release);
     }
 }
@@ -94,12 +100,8 @@ mk_pool *mk_pool_create(int threads) {
 
 int mk_pool_threads(const mk_pool *pool) { return pool ? pool->threads : 1; }
 
-void mk_pool_run(mk_pool *pool, mk_task_fn fn, void *context, int64_t tasks) {
-    if (tasks <= 0) return;
-    if (!pool || pool->threads == 1 || tasks == 1) {
-        for (int64_t t = 0; t < tasks; t++) fn(context, t);
-        return;
-    }
+static void start(mk_pool *pool, mk_task_fn fn, void *context, int64_t tasks, int pinned) {
+    pool->pinned = pinned;
     pool->fn = fn;
     pool->context = context;
     pool->tasks = tasks;
@@ -109,10 +111,27 @@ void mk_pool_run(mk_pool *pool, mk_task_fn fn, void *context, int64_t tasks) {
     const uint64_t generation = atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release) + 1;
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->lock);
-    run_tasks(pool);
+    run_tasks(pool, 0);
     while (atomic_load_explicit(&pool->done_tasks, memory_order_acquire) < tasks) cpu_relax();
     for (int i = 0; i < pool->threads - 1; i++)
         while (atomic_load_explicit(&pool->finished[i], memory_order_acquire) != generation) cpu_relax();
+}
+
+void mk_pool_run(mk_pool *pool, mk_task_fn fn, void *context, int64_t tasks) {
+    if (tasks <= 0) return;
+    if (!pool || pool->threads == 1 || tasks == 1) {
+        for (int64_t t = 0; t < tasks; t++) fn(context, t);
+        return;
+    }
+    start(pool, fn, context, tasks, 0);
+}
+
+void mk_pool_run_each(mk_pool *pool, mk_task_fn fn, void *context) {
+    if (!pool || pool->threads == 1) {
+        fn(context, 0);
+        return;
+    }
+    start(pool, fn, context, pool->threads, 1);
 }
 
 void mk_pool_destroy(mk_pool *pool) {

@@ -14,8 +14,9 @@ public final class ComputePool: @unchecked Sendable {
 
     /// A pool on `threads` threads in all (the calling thread is one of them).
     public init(threads: Int) {
-        self.threads = max(1, threads)
-        pool = mk_pool_create(Int32(self.threads))
+        pool = mk_pool_create(Int32(max(1, threads)))
+        // fewer if the system would not start them all: forEachThread covers exactly these
+        self.threads = Int(mk_pool_threads(pool))
         // We split work ourselves; OpenBLAS must not start threads of its own on top.
         openblas_set_num_threads(1)
     }
@@ -48,6 +49,21 @@ public final class ComputePool: @unchecked Sendable {
                     mk_pool_run(pool, { context, index in
                         context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(index))
                     }, context, Int64(tasks))
+                }
+            }
+        }
+    }
+
+    /// body(i) on thread i, for each of the pool's threads (the caller is thread 0).
+    public func forEachThread(_ body: (Int) -> Void) {
+        guard threads > 1 else { return body(0) }
+        withoutActuallyEscaping(body) { body in
+            var task = body
+            turn.withLock { _ in
+                withUnsafeMutablePointer(to: &task) { context in
+                    mk_pool_run_each(pool, { context, index in
+                        context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(index))
+                    }, context)
                 }
             }
         }

@@ -134,6 +134,7 @@ public final class FalconMambaModel: Sendable {
                 D: try loader.floats(p + "mixer.D", shape: [d]),
                 outProj: try loader.linear(p + "mixer.out_proj.weight", rows: h, cols: d)))
         }
+        for layer in layers { layer.inProj.decodeParts = 2 }  // rows x | z
         self.layers = layers
         normF = try loader.floats("backbone.norm_f.weight", shape: [h])
         if checkpoint.tensors["lm_head.weight"] != nil {

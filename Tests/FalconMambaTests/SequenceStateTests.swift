@@ -1,5 +1,8 @@
 import FalconMamba
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite struct SequenceStateTests {
     let model: FalconMambaModel
@@ -118,5 +121,22 @@ import Testing
             for _ in 0..<50 { pool.parallelFor(1000) { base[$0] += 1 } }
         }
         #expect(hits.allSatisfy { $0 == 50 })
+    }
+
+    /// Decode relies on thread i always running share i: every index once per call,
+    /// each on its own thread, the same thread for the same index every time.
+    @Test func poolRunsOneTaskOnEachThread() {
+        let pool = ComputePool(threads: 3)
+        #expect(pool.threads == 3)
+        var seen = [[pthread_t]](repeating: [], count: 3)
+        seen.withUnsafeMutableBufferPointer { buffer in
+            let base = buffer.baseAddress!
+            for _ in 0..<200 { pool.forEachThread { base[$0].append(pthread_self()) } }
+        }
+        #expect(seen.allSatisfy { $0.count == 200 })
+        let firsts = seen.map { $0[0] }
+        #expect(Set(firsts).count == 3)
+        #expect(seen.allSatisfy { calls in calls.allSatisfy { pthread_equal($0, calls[0]) != 0 } })
+        #expect(pthread_equal(firsts[0], pthread_self()) != 0)  // the caller is thread 0
     }
 }

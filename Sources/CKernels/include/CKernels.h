@@ -227,6 +227,10 @@ int mk_pool_threads(const mk_pool *pool);
 /// Run fn(context, t) for t in [0, tasks) across the pool; returns when all are done.
 /// One job at a time per pool: calls must not overlap.
 void mk_pool_run(mk_pool *pool, mk_task_fn fn, void *context, int64_t tasks);
+/// fn(context, i) on thread i, for each thread of the pool (the caller is thread 0):
+/// work whose placement matters, such as decode, where each thread streams the same
+/// share of every matrix on every step.
+void mk_pool_run_each(mk_pool *pool, mk_task_fn fn, void *context);
 void mk_pool_destroy(mk_pool *pool);
 
 #ifdef __cplusplus
