@@ -42,31 +42,28 @@ public final class ComputePool: @unchecked Sendable {
             for i in 0..<tasks { body(i) }
             return
         }
-        withoutActuallyEscaping(body) { body in
-            var task = body
-            turn.withLock { _ in
-                withUnsafeMutablePointer(to: &task) { context in
-                    mk_pool_run(pool, { context, index in
-                        context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(index))
-                    }, context, Int64(tasks))
-                }
-            }
-        }
+        submit(body) { mk_pool_run(pool, Self.callTask, $0, Int64(tasks)) }
     }
 
     /// body(i) on thread i, for each of the pool's threads (the caller is thread 0).
     public func forEachThread(_ body: (Int) -> Void) {
         guard threads > 1 else { return body(0) }
+        submit(body) { mk_pool_run_each(pool, Self.callTask, $0) }
+    }
+
+    /// Runs `start` with `body` as the context of a pool job (see callTask), one job at a time.
+    private func submit(_ body: (Int) -> Void, _ start: (UnsafeMutableRawPointer) -> Void) {
         withoutActuallyEscaping(body) { body in
             var task = body
             turn.withLock { _ in
-                withUnsafeMutablePointer(to: &task) { context in
-                    mk_pool_run_each(pool, { context, index in
-                        context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(index))
-                    }, context)
-                }
+                withUnsafeMutablePointer(to: &task) { start(UnsafeMutableRawPointer($0)) }
             }
         }
+    }
+
+    /// A pool task: calls the `(Int) -> Void` that `context` points to.
+    private static let callTask: mk_task_fn = { context, index in
+        context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(index))
     }
 
     /// Split 0..<count into contiguous ranges (multiples of `granularity`), about
