@@ -17,7 +17,7 @@ private struct Workspace {
         let matrices = m.matrices
         let tile = max(t <= Int(MK_MAX_BATCH) ? 0 : m.pool.threads * matrices.map(\.tileFloats).max()!,
                        m.packSource == .none || mk_packed_gemm_needs_scratch(Int64(t)) == 0 ? 0
-                           : Linear.scratchPieces(m.pool) * (matrices.map(\.panelScratchBytes).max()! + 63) / 4)
+                           : Linear.scratchPanels(m.pool) * (matrices.map(\.panelScratchBytes).max()! + 63) / 4)
         let sizes = [t * h,       // residual
                      t * h,       // normed input / block output
                      t * 2 * d,   // in_proj output: x | z
