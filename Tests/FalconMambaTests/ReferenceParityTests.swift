@@ -87,7 +87,7 @@ import Testing
 
     @Test(arguments: Fixtures.names)
     func fastPathStaysWithinItsBound(fixture name: String) throws {
-        let model = try FalconMambaModel(directory: Fixtures.modelPath(name), precision: .fast)
+        let model = try FalconMambaModel(directory: Fixtures.modelPath(name), precision: .fast, cache: nil)
         let reference = try Fixtures.reference(name)
         for sequence in Fixtures.fixture(name).sequences {
             let i = sequence.index

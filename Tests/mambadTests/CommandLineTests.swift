@@ -19,10 +19,22 @@ struct Mambad {
         var stderr: String
     }
 
+    /// The fast path's packed-weights cache for these runs: a folder of this test process,
+    /// removed when it exits, so the tests leave nothing in the user's ~/.cache.
+    static let cacheHome: String = {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("mambad-cli-tests-\(getpid())").path
+        atexit { try? FileManager.default.removeItem(atPath: Mambad.cacheHome) }
+        return path
+    }()
+
     static func run(_ arguments: [String], stdin: String? = nil) throws -> Output {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["XDG_CACHE_HOME"] = cacheHome
+        environment.removeValue(forKey: "CACHE_DIRECTORY")
+        process.environment = environment
         let out = Pipe(), err = Pipe(), input = Pipe()
         process.standardOutput = out
         process.standardError = err
