@@ -29,6 +29,22 @@ AVX512 static inline __m512 exp512(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
+/// 2^t for t <= 0, within 2 ulp: 2^n * p(f) with n = round(t), f = t - n (exact), a
+/// degree-6 polynomial for 2^f on [-1/2, 1/2]. Below -150 the result is 0, as exp's.
+AVX512 static inline __m512 exp2_nonpositive512(__m512 t) {
+    t = _mm512_max_ps(t, _mm512_set1_ps(-150.0f));
+    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(t, n);
+    __m512 p = _mm512_set1_ps(1.5403530393381609954e-4f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443423e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284771619e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821579953e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071233e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994530942e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
 AVX512 static inline __m512 silu512(__m512 v) {
     const __m512 one = _mm512_set1_ps(1.0f);
     return _mm512_div_ps(v, _mm512_add_ps(one, exp512(_mm512_sub_ps(_mm512_setzero_ps(), v))));
@@ -111,7 +127,7 @@ AVX512 static inline __m512 sum16(const __m512 v[16]) {
 
 /// The scan with N = 16: one channel's state is one zmm register; the gate of 16
 /// channels at a time.
-AVX512 static void selective_scan_16(float *h, const float *A, const float *Dskip, const float *dt, const float *x,
+AVX512 static void selective_scan_16(float *h, const float *A2, const float *Dskip, const float *dt, const float *x,
                                      const float *B, const float *C, int64_t ldbc, const float *z, int64_t ldz,
                                      int64_t T, int64_t D, float *y, int64_t d_begin, int64_t d_end) {
     for (int64_t t = 0; t < T; t++) {
@@ -124,7 +140,7 @@ AVX512 static void selective_scan_16(float *h, const float *A, const float *Dski
             for (int64_t i = 0; i < count; i++) {
                 const int64_t c = d + i;
                 const float delta = dt[t * D + c];
-                const __m512 decay = exp512(_mm512_mul_ps(_mm512_set1_ps(delta), _mm512_loadu_ps(A + c * 16)));
+                const __m512 decay = exp2_nonpositive512(_mm512_mul_ps(_mm512_set1_ps(delta), _mm512_loadu_ps(A2 + c * 16)));
                 __m512 hd = _mm512_mul_ps(decay, _mm512_loadu_ps(h + c * 16));
                 hd = _mm512_fmadd_ps(_mm512_set1_ps(delta * x[t * D + c]), Bt, hd);
                 _mm512_storeu_ps(h + c * 16, hd);
@@ -214,7 +230,7 @@ void mk_softplus_bias(float *dt, const float *bias, int64_t T, int64_t D) {
 }
 
 
-void mk_selective_scan(float *h, const float *A, const float *Dskip,
+void mk_selective_scan(float *h, const float *A2, const float *Dskip,
                        const float *dt, const float *x,
                        const float *B, const float *C, int64_t ldbc,
                        const float *z, int64_t ldz,
@@ -222,7 +238,7 @@ void mk_selective_scan(float *h, const float *A, const float *Dskip,
                        int64_t d_begin, int64_t d_end) {
 #if defined(__x86_64__)
     if (N == 16 && use_avx512()) {
-        selective_scan_16(h, A, Dskip, dt, x, B, C, ldbc, z, ldz, T, D, y, d_begin, d_end);
+        selective_scan_16(h, A2, Dskip, dt, x, B, C, ldbc, z, ldz, T, D, y, d_begin, d_end);
         return;
     }
 #endif
@@ -232,10 +248,10 @@ void mk_selective_scan(float *h, const float *A, const float *Dskip,
             const float delta = dt[t * D + d], xv = x[t * D + d];
             const float dx = delta * xv;
             float *hd = h + d * N;
-            const float *Ad = A + d * N;
+            const float *Ad = A2 + d * N;
             float acc = 0;
             for (int64_t n = 0; n < N; n++) {
-                hd[n] = expf(delta * Ad[n]) * hd[n] + dx * Bt[n];
+                hd[n] = exp2f(delta * Ad[n]) * hd[n] + dx * Bt[n];
                 acc += hd[n] * Ct[n];
             }
             y[t * D + d] = (acc + Dskip[d] * xv) * silu(zt[d]);

@@ -49,7 +49,7 @@ struct MambaLayer: Sendable {
     let xProj: Linear          // [R + 2N, D]
     let dtProj: Linear         // [D, R]
     let dtBias: [Float]        // [D]
-    let A: [Float]             // [D, N], -exp(A_log)
+    let A2: [Float]            // [D, N], A·log2(e) with A = -exp(A_log): the scan's decay is 2^(dt·A2)
     let D: [Float]             // [D]
     let outProj: Linear        // [H, D]
 }
@@ -130,7 +130,7 @@ public final class FalconMambaModel: Sendable {
                 xProj: try loader.linear(p + "mixer.x_proj.weight", rows: r + 2 * n, cols: d),
                 dtProj: try loader.linear(p + "mixer.dt_proj.weight", rows: d, cols: r),
                 dtBias: try loader.floats(p + "mixer.dt_proj.bias", shape: [d]),
-                A: try loader.floats(p + "mixer.A_log", shape: [d, n]).map { -expf($0) },
+                A2: try loader.floats(p + "mixer.A_log", shape: [d, n]).map { -expf($0) * Self.log2e },
                 D: try loader.floats(p + "mixer.D", shape: [d]),
                 outProj: try loader.linear(p + "mixer.out_proj.weight", rows: h, cols: d)))
         }
@@ -202,6 +202,9 @@ public final class FalconMambaModel: Sendable {
         // else: no memory for a packed copy; the exact kernels serve
         for file in checkpoint.files { file.file.releaseResidentPages() }
     }
+
+    /// log2(e) in float32: Mamba's A is kept as A·log2(e) (see MambaLayer.A2).
+    static let log2e: Float = 1.44269504088896341
 
     /// [D, K] (the checkpoint's conv1d weight) to [K, D].
     static func tapMajor(_ weights: [Float], channels: Int, taps: Int) -> [Float] {
@@ -291,7 +294,7 @@ extension FalconMambaModel {
         let perLayer = layers.reduce(0) { sum, layer in
             sum + [layer.inProj, layer.xProj, layer.dtProj, layer.outProj].reduce(0) { $0 + $1.bytesPerProduct(precision) }
                 + (layer.norm.count + layer.convWeight.count + (layer.convBias?.count ?? 0) + layer.dtBias.count
-                   + layer.A.count + layer.D.count) * embeddings.dtype.byteSize
+                   + layer.A2.count + layer.D.count) * embeddings.dtype.byteSize
         }
         return perLayer + lmHead.bytesPerProduct(precision) + hiddenSize * embeddings.dtype.byteSize
     }

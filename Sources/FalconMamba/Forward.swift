@@ -89,7 +89,7 @@ extension FalconMambaModel {
                     }
                     for segment in segments {
                         let row = segment.rows.lowerBound
-                        mk_selective_scan(segment.ssm + index * d * n, layer.A, layer.D, dt + row * d, xc + row * d,
+                        mk_selective_scan(segment.ssm + index * d * n, layer.A2, layer.D, dt + row * d, xc + row * d,
                                           dbc + row * xw + r, dbc + row * xw + r + n, Int64(xw),
                                           xz + row * 2 * d + d, Int64(2 * d), Int64(segment.rows.count), Int64(d), Int64(n),
                                           y + row * d, Int64(c0), Int64(channels.upperBound))

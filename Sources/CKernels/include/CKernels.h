@@ -199,12 +199,13 @@ void mk_conv1d_silu(float *state, const float *weight, const float *bias,
 void mk_softplus_bias(float *dt, const float *bias, int64_t T, int64_t D);
 
 /// The selective scan of Mamba-1 over T tokens, fused with the skip and the gate:
-///   h[d, n] = exp(dt[t, d] * A[d, n]) * h[d, n] + dt[t, d] * x[t, d] * B[t, n]
+///   h[d, n] = 2^(dt[t, d] * A2[d, n]) * h[d, n] + dt[t, d] * x[t, d] * B[t, n]
 ///   y[t, d] = (sum_n h[d, n] * C[t, n] + Dskip[d] * x[t, d]) * silu(z[t, d])
 /// h [D, N] is updated in place. dt, x, y are [T, D] contiguous; B and C are rows of
 /// width N with leading dimension ldbc; z has leading dimension ldz. Only channels
-/// [d_begin, d_end) are computed.
-void mk_selective_scan(float *h, const float *A, const float *Dskip,
+/// [d_begin, d_end) are computed. A2 is Mamba's A (-exp(A_log), never positive) times
+/// log2(e): as a power of 2, the decay exp(dt * A) needs no range reduction of its own.
+void mk_selective_scan(float *h, const float *A2, const float *Dskip,
                        const float *dt, const float *x,
                        const float *B, const float *C, int64_t ldbc,
                        const float *z, int64_t ldz,
