@@ -288,16 +288,22 @@ public final class FalconMambaModel: Sendable {
 }
 
 extension FalconMambaModel {
-    /// Bytes one decode step reads: every layer's weights (as packed for the fast path,
-    /// else as stored), the lm_head and one embedding row (what bandwidth is counted against).
+    /// Bytes one decode step of one sequence must read (what bandwidth is counted
+    /// against): every layer's weights (as packed for the fast path, else as stored; the
+    /// small per-channel tensors at the checkpoint's width), the lm_head, one embedding
+    /// row, and the sequence's recurrent state (conv and SSM, float32; ~42 MB for the 7B),
+    /// which the step reads and writes back.
     public var bytesReadPerToken: Int {
         let perLayer = layers.reduce(0) { sum, layer in
             sum + [layer.inProj, layer.xProj, layer.dtProj, layer.outProj].reduce(0) { $0 + $1.bytesPerProduct(precision) }
                 + (layer.norm.count + layer.convWeight.count + (layer.convBias?.count ?? 0) + layer.dtBias.count
                    + layer.A2.count + layer.D.count) * embeddings.dtype.byteSize
         }
-        return perLayer + lmHead.bytesPerProduct(precision) + hiddenSize * embeddings.dtype.byteSize
+        return perLayer + lmHead.bytesPerProduct(precision) + hiddenSize * embeddings.dtype.byteSize + stateBytes
     }
+
+    /// Bytes of one sequence's recurrent state (a `SequenceState`'s floats).
+    public var stateBytes: Int { layerCount * innerSize * (convKernel + stateSize) * MemoryLayout<Float>.size }
 
     /// Bytes of the weights repacked for the fast path (in the cache file's mapping or in
     /// anonymous memory, as `packSource` says; 0 when nothing is packed).

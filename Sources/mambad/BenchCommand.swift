@@ -86,7 +86,9 @@ struct Bench: ParsableCommand {
                     }
                 }
                 let probe = median(probes), single = median(decodes[0])
-                let gbps = single * bytesPerStep / Double(batches[0]) / 1e9  // one pass over the weights per step
+                // one pass over the weights per step, and each sequence's state
+                let batchBytes = bytesPerStep + Double((batches[0] - 1) * engine.stateBytes)
+                let gbps = single * batchBytes / Double(batches[0]) / 1e9
                 // Resident memory that is not weights: anonymous pages, less the packed copy
                 // when it lives there (file-backed pages, the checkpoint's or the packed
                 // cache file's, are the weights themselves).
