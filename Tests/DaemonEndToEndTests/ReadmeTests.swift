@@ -22,6 +22,11 @@ import Testing
         var environment = ProcessInfo.processInfo.environment
         environment["PATH"] = TestDaemon.executable.deletingLastPathComponent().path + ":" + (environment["PATH"] ?? "/usr/bin:/bin")
         environment["MAMBAD_THREADS"] = "1"
+        // the packed-weights cache the daemon makes goes into a folder of this test, not ~/.cache
+        let cacheHome = FileManager.default.temporaryDirectory.appendingPathComponent("mambad-readme-cache-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: cacheHome) }
+        environment["XDG_CACHE_HOME"] = cacheHome.path
+        environment.removeValue(forKey: "CACHE_DIRECTORY")
         process.environment = environment
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
