@@ -7,6 +7,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -146,4 +149,13 @@ void mk_pool_destroy(mk_pool *pool) {
     free(pool->workers);
     free((void *)pool->finished);
     free(pool);
+}
+
+int mk_thread_set_nice(int nice) {
+#if defined(__linux__)
+    return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice);
+#else
+    (void)nice;
+    return -1;
+#endif
 }

@@ -31,6 +31,11 @@ public final class ComputePool: @unchecked Sendable {
         return ComputePool(threads: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
     }()
 
+    /// Runs the calling thread at the lowest CPU priority (nice 19), for background work
+    /// that must not slow requests down; false where the system refused.
+    @discardableResult
+    public static func lowerCallingThreadPriority() -> Bool { mk_thread_set_nice(19) == 0 }
+
     /// The instruction set the kernels run on ("avx512", "avx2", "scalar"), and the
     /// fast path's int8 kernel ("avx512-vnni", "avx2" or "scalar").
     public static var instructionSet: String { String(cString: mk_isa()) + ", int8 " + String(cString: mk_q8_path()) }

@@ -87,21 +87,31 @@ public final class FalconMambaModel: Sendable {
     }
     /// Set once while loading.
     public private(set) nonisolated(unsafe) var packSource: PackSource = .none
+    /// Loaded with `deferPacking` while the cache held no packed weights for it: the
+    /// exact kernels serve until a model loaded without deferring replaces this one.
+    public private(set) nonisolated(unsafe) var packingDeferred = false
 
     /// Tokens per internal prefill chunk: bounds activation memory for long prompts.
     public static let prefillChunk = 256
 
     /// Load a checkpoint folder. On the fast path, `cache` is where packed weights are
-    /// kept between runs (nil: pack into memory on every start).
+    /// kept between runs (nil: pack into memory on every start). With `deferPacking`, a
+    /// fast-path model whose packed weights are not in the cache yet does not make them:
+    /// it serves with the exact kernels at once (`packingDeferred`), and a model loaded
+    /// later without deferring packs them (a daemon's first start serves meanwhile).
+    /// `packingPool` packs (default: `pool`, which always computes).
     public convenience init(directory: String, precision: Precision = .exact, lmHead: LMHeadPrecision = .int8,
                             pool: ComputePool = .shared,
-                            cache: PackedWeightsCache? = PackedWeightsCache.defaultDirectory.map(PackedWeightsCache.init)) throws(CheckpointError) {
-        try self.init(checkpoint: Checkpoint(directory: directory), precision: precision, lmHead: lmHead, pool: pool, cache: cache)
+                            cache: PackedWeightsCache? = PackedWeightsCache.defaultDirectory.map(PackedWeightsCache.init),
+                            deferPacking: Bool = false, packingPool: ComputePool? = nil) throws(CheckpointError) {
+        try self.init(checkpoint: Checkpoint(directory: directory), precision: precision, lmHead: lmHead, pool: pool, cache: cache,
+                      deferPacking: deferPacking, packingPool: packingPool)
     }
 
     public init(checkpoint: Checkpoint, precision: Precision = .exact, lmHead lmHeadChoice: LMHeadPrecision = .int8,
                 pool: ComputePool = .shared,
-                cache: PackedWeightsCache? = PackedWeightsCache.defaultDirectory.map(PackedWeightsCache.init)) throws(CheckpointError) {
+                cache: PackedWeightsCache? = PackedWeightsCache.defaultDirectory.map(PackedWeightsCache.init),
+                deferPacking: Bool = false, packingPool: ComputePool? = nil) throws(CheckpointError) {
         self.pool = pool
         self.precision = precision
         lmHeadPrecision = lmHeadChoice
@@ -146,14 +156,14 @@ public final class FalconMambaModel: Sendable {
                                  path: checkpoint.describeLocation(of: "lm_head.weight"))
         }
         matrices = layers.flatMap { [$0.inProj, $0.xProj, $0.dtProj, $0.outProj] } + [lmHead]
-        if precision == .fast { packWeights(cache: cache) }
+        if precision == .fast { packWeights(cache: cache, deferPacking: deferPacking, pool: packingPool ?? pool) }
     }
 
     /// Every matrix the fast path can take, repacked (CKernels/packed.c): mapped from
     /// the cache file when one matches, else packed into a new cache file (or anonymous
     /// memory without a usable cache). The checkpoint's pages are then released from this
     /// process: decode reads the packed copy; the mapping stays for embedding rows.
-    private func packWeights(cache: PackedWeightsCache?) {
+    private func packWeights(cache: PackedWeightsCache?, deferPacking: Bool = false, pool: ComputePool) {
         let lmHeadBits: Int32 = lmHeadPrecision == .rescored4bit ? 4 : 8
         let plans = matrices.compactMap { linear in
             linear.packLayout(denseBits: linear === lmHead ? lmHeadBits : 8).map { (linear, $0) }
@@ -174,6 +184,9 @@ public final class FalconMambaModel: Sendable {
         if let cache, let target, let file = cache.open(target.path, key: target.key, layouts: layouts, offsets: offsets, total: total) {
             adopt(file)
             packSource = .cacheFile(target.path)
+        } else if deferPacking {
+            packingDeferred = true
+            return
         } else if let cache, let target, let created = cache.create(total: total) {
             let packed = plans.enumerated().map { i, plan in plan.0.pack(plan.1, into: created.file.base + offsets[i], pool: pool) }
             let committed = cache.commit(created.file, temporaryPath: created.temporaryPath, target: target,
@@ -189,7 +202,7 @@ public final class FalconMambaModel: Sendable {
                 packSource = .packed(cacheFile: target.path)
             } else {
                 unlink(created.temporaryPath)
-                packWeights(cache: nil)
+                packWeights(cache: nil, pool: pool)
                 return
             }
         } else if let memory = HugePageMemory(bytes: total) {

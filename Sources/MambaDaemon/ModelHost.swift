@@ -7,7 +7,9 @@ import Tokenizer
 
 /// The loaded model with what serves it: tokenizer, scheduler, and its description.
 struct Engine: Sendable {
-    let model: FalconMambaModel
+    /// The model serving now: the scheduler's (which a first start replaces once the
+    /// packed weights are made).
+    var model: FalconMambaModel { scheduler.currentModel }
     let tokenizer: Tokenizer?
     let scheduler: Scheduler
     let info: ModelInfo
@@ -19,15 +21,14 @@ struct Engine: Sendable {
         guard let directory = config.model else { throw ServeError.noModel }
         let pool = config.threads > 0 ? ComputePool(threads: config.threads) : ComputePool.shared
         phase(config.precision == "exact" ? "mapping the model: \(directory)"
-                  : "mapping the model and its packed weights (packing them on a first start): \(directory)")
-        let model = try FalconMambaModel(directory: directory, precision: config.precision == "exact" ? .exact : .fast,
-                                         lmHead: config.lmHead, pool: pool,
-                                         cache: config.packedCache.map(PackedWeightsCache.init))
-        switch model.packSource {
-        case .none: break
-        case .cacheFile(let path): logger.info("packed weights mapped from the cache", metadata: ["file": "\(path)"])
-        case .packed(let path): logger.info("weights packed for the fast path", metadata: ["saved": "\(path ?? "no (in memory)")"])
-        }
+                  : "mapping the model and its packed weights: \(directory)")
+        let precision: Precision = config.precision == "exact" ? .exact : .fast
+        let cache = config.packedCache.map(PackedWeightsCache.init)
+        // Packed weights not made yet (a first start): serve at once with the exact
+        // kernels, and pack on another thread (below).
+        let model = try FalconMambaModel(directory: directory, precision: precision, lmHead: config.lmHead, pool: pool,
+                                         cache: cache, deferPacking: true)
+        Self.logPacking(model, logger: logger)
         phase("reading the tokenizer")
         let tokenizer = Self.tokenizer(directory: directory, vocabSize: model.vocabSize, logger: logger)
         phase("warming up: one token through all \(model.layerCount) layers")
@@ -41,7 +42,33 @@ struct Engine: Sendable {
                                   logger: logger)
         scheduler.start()
         guard scheduler.heartbeat(timeout: .seconds(30)) else { throw ServeError.schedulerSilent }
-        return Engine(model: model, tokenizer: tokenizer, scheduler: scheduler, info: Self.describe(model, directory: directory))
+        if model.packingDeferred {
+            logger.info("serving with the exact kernels while the packed weights are made")
+            let thread = Thread {
+                // One thread at the lowest priority: requests keep both cores, packing
+                // takes what they leave (all of it while the daemon is idle).
+                ComputePool.lowerCallingThreadPriority()
+                do {
+                    let packed = try FalconMambaModel(directory: directory, precision: precision, lmHead: config.lmHead,
+                                                      pool: pool, cache: cache, packingPool: ComputePool(threads: 1))
+                    Self.logPacking(packed, logger: logger)
+                    scheduler.replaceModel(packed)
+                } catch {
+                    logger.error("packing the weights failed: the exact kernels keep serving", metadata: ["error": "\(error)"])
+                }
+            }
+            thread.name = "mambad-packing"
+            thread.start()
+        }
+        return Engine(tokenizer: tokenizer, scheduler: scheduler, info: Self.describe(model, directory: directory))
+    }
+
+    static func logPacking(_ model: FalconMambaModel, logger: Logger) {
+        switch model.packSource {
+        case .none: break
+        case .cacheFile(let path): logger.info("packed weights mapped from the cache", metadata: ["file": "\(path)"])
+        case .packed(let path): logger.info("weights packed for the fast path", metadata: ["saved": "\(path ?? "no (in memory)")"])
+        }
     }
 
     /// The folder's own tokenizer.json, else the bundled Falcon one when the vocabularies

@@ -37,7 +37,12 @@ final class Scheduler: @unchecked Sendable {
         var stopped = false
     }
 
-    let model: FalconMambaModel
+    /// The model the loop runs: changed only on the scheduler thread, between rounds
+    /// (see `replaceModel`).
+    private var model: FalconMambaModel
+    /// The model as other threads may read it (the same one, published after a swap).
+    private let published: Mutex<FalconMambaModel>
+    private let replacement = Mutex<FalconMambaModel?>(nil)
     let tokenizer: Tokenizer?
     let limits: Limits
     let logger: Logger
@@ -54,6 +59,7 @@ final class Scheduler: @unchecked Sendable {
 
     init(model: FalconMambaModel, tokenizer: Tokenizer?, limits: Limits, logger: Logger) {
         self.model = model
+        published = Mutex(model)
         self.tokenizer = tokenizer
         self.limits = limits
         self.logger = logger
@@ -82,6 +88,17 @@ final class Scheduler: @unchecked Sendable {
     }
 
     var counters: Counters { shared.withLock { $0.counters } }
+
+    /// The model now serving (for other threads: configuration, vocabulary).
+    var currentModel: FalconMambaModel { published.withLock { $0 } }
+
+    /// Serve with `next` from the loop's next round on: same configuration, other
+    /// kernels (the packed weights, once a first start has made them). Sequences in
+    /// progress and cached states carry over: the state has the same shape.
+    func replaceModel(_ next: FalconMambaModel) {
+        replacement.withLock { $0 = next }
+        wake.signal()
+    }
 
     /// Stops admitting: queued jobs are cancelled now, running ones after `grace`.
     func drain(grace: Duration) {
@@ -119,6 +136,10 @@ final class Scheduler: @unchecked Sendable {
 
     private func run() {
         while true {
+            if let next = replacement.withLock({ slot -> FalconMambaModel? in defer { slot = nil }; return slot }) {
+                model = next
+                published.withLock { $0 = next }
+            }
             let (admitted, dropped, drainExpired, draining, probes) = shared.withLock { s in
                 var dropped: [Job] = []
                 let now = ContinuousClock.now

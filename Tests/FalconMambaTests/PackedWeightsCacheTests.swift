@@ -44,6 +44,32 @@ import Testing
         #expect(first.packedBytes > 0 && first.packedBytes == second.packedBytes)
     }
 
+    @Test(.enabled(if: mk_q8_available() != 0, "needs an int8 kernel (AVX2 or AVX-512 VNNI)")) func deferredPackingServesExactUntilPacked() throws {
+        let scratch = try Scratch(), folder = scratch.path + "/cache"
+        let cache = PackedWeightsCache(directory: folder)
+        let path = Fixtures.modelPath(Self.fixture)
+        // nothing cached: no packing now, the exact kernels serve
+        let deferred = try FalconMambaModel(directory: path, precision: .fast, cache: cache, deferPacking: true)
+        #expect(deferred.packingDeferred && deferred.packSource == .none && deferred.packedBytes == 0)
+        #expect(cacheFiles(folder).isEmpty)
+        let exact = try FalconMambaModel(directory: path, precision: .exact, cache: nil)
+        #expect(try logits(deferred) == logits(exact))
+        // a load without deferring packs and saves; a deferring one then maps that file
+        let packing = try FalconMambaModel(directory: path, precision: .fast, cache: cache)
+        guard case .packed(let saved?) = packing.packSource else {
+            Issue.record("expected a packed load saved to the cache, got \(packing.packSource)")
+            return
+        }
+        let later = try FalconMambaModel(directory: path, precision: .fast, cache: cache, deferPacking: true)
+        #expect(!later.packingDeferred && later.packSource == .cacheFile(saved))
+        #expect(try logits(later) == logits(packing))
+        // no cache folder: deferred as well (packing into memory takes as long)
+        let memory = try FalconMambaModel(directory: path, precision: .fast, cache: nil, deferPacking: true)
+        #expect(memory.packingDeferred && memory.packSource == .none)
+        // the exact path never packs, so it never defers
+        #expect(!(try FalconMambaModel(directory: path, precision: .exact, cache: cache, deferPacking: true)).packingDeferred)
+    }
+
     @Test(.enabled(if: mk_q8_available() != 0, "needs an int8 kernel (AVX2 or AVX-512 VNNI)")) func aChangedCheckpointIsPackedAgain() throws {
         let scratch = try Scratch(), model = scratch.path + "/model", folder = scratch.path + "/cache"
         try FileManager.default.copyItem(atPath: Fixtures.modelPath(Self.fixture), toPath: model)

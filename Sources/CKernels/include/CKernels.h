@@ -233,6 +233,8 @@ void mk_pool_run(mk_pool *pool, mk_task_fn fn, void *context, int64_t tasks);
 /// share of every matrix on every step.
 void mk_pool_run_each(mk_pool *pool, mk_task_fn fn, void *context);
 void mk_pool_destroy(mk_pool *pool);
+/// The calling thread's nice value (Linux: threads have their own); 0 on success.
+int mk_thread_set_nice(int nice);
 
 #ifdef __cplusplus
 }
