@@ -312,11 +312,9 @@ extension FalconMambaModel {
                 + (layer.norm.count + layer.convWeight.count + (layer.convBias?.count ?? 0) + layer.dtBias.count
                    + layer.A2.count + layer.D.count) * embeddings.dtype.byteSize
         }
-        return perLayer + lmHead.bytesPerProduct(precision) + hiddenSize * embeddings.dtype.byteSize + stateBytes
+        return perLayer + lmHead.bytesPerProduct(precision) + hiddenSize * embeddings.dtype.byteSize
+            + config.stateBytesPerSequence
     }
-
-    /// Bytes of one sequence's recurrent state (a `SequenceState`'s floats).
-    public var stateBytes: Int { layerCount * innerSize * (convKernel + stateSize) * MemoryLayout<Float>.size }
 
     /// Bytes of the weights repacked for the fast path (in the cache file's mapping or in
     /// anonymous memory, as `packSource` says; 0 when nothing is packed).

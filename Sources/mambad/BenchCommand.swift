@@ -87,7 +87,7 @@ struct Bench: ParsableCommand {
                 }
                 let probe = median(probes), single = median(decodes[0])
                 // one pass over the weights per step, and each sequence's state
-                let batchBytes = bytesPerStep + Double((batches[0] - 1) * engine.stateBytes)
+                let batchBytes = bytesPerStep + Double((batches[0] - 1) * engine.config.stateBytesPerSequence)
                 let gbps = single * batchBytes / Double(batches[0]) / 1e9
                 // Resident memory that is not weights: anonymous pages, less the packed copy
                 // when it lives there (file-backed pages, the checkpoint's or the packed
