@@ -37,12 +37,11 @@ final class Scheduler: @unchecked Sendable {
         var stopped = false
     }
 
-    /// The model the loop runs: changed only on the scheduler thread, between rounds
-    /// (see `replaceModel`).
+    /// The model the loop runs: the scheduler thread's own copy of `serving`, taken at
+    /// the start of each round (see `replaceModel`).
     private var model: FalconMambaModel
-    /// The model as other threads may read it (the same one, published after a swap).
-    private let published: Mutex<FalconMambaModel>
-    private let replacement = Mutex<FalconMambaModel?>(nil)
+    /// The model that serves: set by `replaceModel`, read by other threads.
+    private let serving: Mutex<FalconMambaModel>
     let tokenizer: Tokenizer?
     let limits: Limits
     let logger: Logger
@@ -59,7 +58,7 @@ final class Scheduler: @unchecked Sendable {
 
     init(model: FalconMambaModel, tokenizer: Tokenizer?, limits: Limits, logger: Logger) {
         self.model = model
-        published = Mutex(model)
+        serving = Mutex(model)
         self.tokenizer = tokenizer
         self.limits = limits
         self.logger = logger
@@ -90,13 +89,13 @@ final class Scheduler: @unchecked Sendable {
     var counters: Counters { shared.withLock { $0.counters } }
 
     /// The model now serving (for other threads: configuration, vocabulary).
-    var currentModel: FalconMambaModel { published.withLock { $0 } }
+    var currentModel: FalconMambaModel { serving.withLock { $0 } }
 
     /// Serve with `next` from the loop's next round on: same configuration, other
     /// kernels (the packed weights, once a first start has made them). Sequences in
     /// progress and cached states carry over: the state has the same shape.
     func replaceModel(_ next: FalconMambaModel) {
-        replacement.withLock { $0 = next }
+        serving.withLock { $0 = next }
         wake.signal()
     }
 
@@ -136,10 +135,7 @@ final class Scheduler: @unchecked Sendable {
 
     private func run() {
         while true {
-            if let next = replacement.withLock({ slot -> FalconMambaModel? in defer { slot = nil }; return slot }) {
-                model = next
-                published.withLock { $0 = next }
-            }
+            model = serving.withLock { $0 }
             let (admitted, dropped, drainExpired, draining, probes) = shared.withLock { s in
                 var dropped: [Job] = []
                 let now = ContinuousClock.now
