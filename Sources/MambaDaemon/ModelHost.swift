@@ -51,8 +51,8 @@ struct Engine: Sendable {
                 do {
                     let packed = try FalconMambaModel(directory: directory, precision: precision, lmHead: config.lmHead,
                                                       pool: pool, cache: cache, packingPool: ComputePool(threads: 1))
-                    Self.logPacking(packed, logger: logger)
                     scheduler.replaceModel(packed)
+                    Self.logPacking(packed, logger: logger)  // once requests sent from now on get the packed weights
                 } catch {
                     logger.error("packing the weights failed: the exact kernels keep serving", metadata: ["error": "\(error)"])
                 }

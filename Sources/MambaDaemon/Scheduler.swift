@@ -37,8 +37,8 @@ final class Scheduler: @unchecked Sendable {
         var stopped = false
     }
 
-    /// The model the loop runs: the scheduler thread's own copy of `serving`, taken at
-    /// the start of each round (see `replaceModel`).
+    /// The model the loop runs: the scheduler thread's own copy of `serving`, taken in
+    /// each round right after admission (see `replaceModel`).
     private var model: FalconMambaModel
     /// The model that serves: set by `replaceModel`, read by other threads.
     private let serving: Mutex<FalconMambaModel>
@@ -91,9 +91,10 @@ final class Scheduler: @unchecked Sendable {
     /// The model now serving (for other threads: configuration, vocabulary).
     var currentModel: FalconMambaModel { serving.withLock { $0 } }
 
-    /// Serve with `next` from the loop's next round on: same configuration, other
-    /// kernels (the packed weights, once a first start has made them). Sequences in
-    /// progress and cached states carry over: the state has the same shape.
+    /// Serve with `next` from the loop's next round on (every job submitted after this
+    /// returns runs on it): same configuration, other kernels (the packed weights, once a
+    /// first start has made them). Sequences in progress and cached states carry over:
+    /// the state has the same shape.
     func replaceModel(_ next: FalconMambaModel) {
         serving.withLock { $0 = next }
         wake.signal()
@@ -135,7 +136,6 @@ final class Scheduler: @unchecked Sendable {
 
     private func run() {
         while true {
-            model = serving.withLock { $0 }
             let (admitted, dropped, drainExpired, draining, probes) = shared.withLock { s in
                 var dropped: [Job] = []
                 let now = ContinuousClock.now
@@ -155,6 +155,8 @@ final class Scheduler: @unchecked Sendable {
                 s.probes.removeAll()
                 return (admitted, dropped, s.drainDeadline.map { now >= $0 } == true, s.draining, probes)
             }
+            // after admission: a job submitted once replaceModel has returned runs on the new model
+            model = serving.withLock { $0 }
             for probe in probes { probe.signal() }
             for job in dropped { finishWaiting(job) }
             if drainExpired {
