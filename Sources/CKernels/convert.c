@@ -67,15 +67,15 @@ void mk_q4_expand_nested_absmax(const uint8_t *codes, int64_t count, const float
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-/// Prefetched 6 KiB ahead, non-temporal, as the decode kernels read their weights: on
-/// this host's two cores that read 2-15% faster than loads alone when the bandwidth is
-/// ~45 GB/s, and ~1% faster at ~80 (a probe slower than decode itself would flatter it).
+/// Prefetched as the decode kernels read their weights (mk_prefetch_weights): on this
+/// host's two cores that read 2-15% faster than loads alone when the bandwidth is ~45
+/// GB/s, and ~1% faster at ~80 (a probe slower than decode itself would flatter it).
 __attribute__((target("avx512f"))) static uint64_t read_avx512(const void *data, int64_t bytes) {
     const char *p = data;
     __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
     int64_t i = 0;
     for (; i + 256 <= bytes; i += 256) {
-        for (int line = 0; line < 4; line++) _mm_prefetch(p + i + 6144 + 64 * line, _MM_HINT_NTA);
+        for (int line = 0; line < 4; line++) mk_prefetch_weights(p + i + MK_PREFETCH_BYTES + 64 * line);
         a = _mm512_xor_si512(a, _mm512_loadu_si512(p + i));
         b = _mm512_xor_si512(b, _mm512_loadu_si512(p + i + 64));
         c = _mm512_xor_si512(c, _mm512_loadu_si512(p + i + 128));

@@ -222,22 +222,6 @@ AVX512 static void pack_q4_avx512(const mk_q4_matrix *w, int64_t p0, int64_t p1,
     }
 }
 
-/// How far ahead decode asks for codes: the hardware prefetcher alone leaves some of
-/// the two-core bandwidth unused when the host is in its fast state. Measured on the
-/// 7B with the cache file on huge pages, steps of each distance alternating in one
-/// process: 6 KiB 17.3 tok/s, 8 KiB 17.1, 4 and 12 KiB 16.7, 16 KiB 16.4 in the fast
-/// state; in the slow state 4-6 KiB were 1-3% ahead of 8-16. (Without huge pages,
-/// in an earlier session, 16 KiB had been best.)
-#define PREFETCH_BYTES 6144
-
-/// Weights are read once a step, so they are prefetched non-temporal: they need not
-/// displace what is reused (activations, the scan's state) from L2 and L3. Against T0,
-/// steps alternating: equal in the fast state, 0.4-2.7% faster in 8 of 8 slow-state
-/// rounds, 1-4% when the host's bandwidth was degraded (probe ~30 GB/s).
-static inline __attribute__((always_inline)) void prefetch_weights(const uint8_t *at) {
-    _mm_prefetch((const char *)at, _MM_HINT_NTA);
-}
-
 VNNI static inline __m512i broadcast_word(const int8_t *p) {
     int32_t word;
     memcpy(&word, p, 4);
@@ -285,7 +269,7 @@ VNNI static inline __attribute__((always_inline)) void tile_q4(
         if (split)
             for (int t = 0; t < T; t++) hi_dot[t] = _mm512_setzero_si512();
         for (int c = 0; c < 8; c++) {
-            prefetch_weights(codes + (b * 8 + c) * 64 + PREFETCH_BYTES);
+            mk_prefetch_weights(codes + (b * 8 + c) * 64 + MK_PREFETCH_BYTES);
             const __m512i v = _mm512_loadu_si512(codes + (b * 8 + c) * 64);
             const __m512i lo = _mm512_shuffle_epi8(table, _mm512_and_si512(v, nibble));
             const __m512i hi = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), nibble));
@@ -321,8 +305,8 @@ VNNI static inline __attribute__((always_inline)) void tile_u8(
             for (int t = 0; t < T; t++) odd[t] = _mm512_setzero_si512();
         for (int q = 0; q < 16; q += 2) {
             if (prefetch) {
-                prefetch_weights(panel + (b * 16 + q) * 64 + PREFETCH_BYTES);
-                prefetch_weights(panel + (b * 16 + q + 1) * 64 + PREFETCH_BYTES);
+                mk_prefetch_weights(panel + (b * 16 + q) * 64 + MK_PREFETCH_BYTES);
+                mk_prefetch_weights(panel + (b * 16 + q + 1) * 64 + MK_PREFETCH_BYTES);
             }
             const __m512i v0 = _mm512_loadu_si512(panel + (b * 16 + q) * 64);
             const __m512i v1 = _mm512_loadu_si512(panel + (b * 16 + q + 1) * 64);
