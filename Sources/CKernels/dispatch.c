@@ -40,6 +40,28 @@ static inline const mk_matrix_kernels *kernels(void) {
 
 const char *mk_isa(void) { return kernels()->name; }
 
+/// The decode products' prefetch distance in bytes; -1 until first asked (then
+/// MAMBAD_PREFETCH, else MK_PREFETCH_BYTES).
+static _Atomic int64_t prefetch_distance = -1;
+
+static int64_t clamp_distance(long long bytes) { return bytes < 0 ? 0 : bytes > 65536 ? 65536 : bytes / 64 * 64; }
+
+int64_t mk_prefetch_distance(void) {
+    int64_t d = atomic_load_explicit(&prefetch_distance, memory_order_relaxed);
+    if (d < 0) {
+        const char *setting = getenv("MAMBAD_PREFETCH");
+        char *end = NULL;
+        const long long wanted = setting ? strtoll(setting, &end, 10) : MK_PREFETCH_BYTES;
+        d = setting && (end == setting || *end != 0) ? MK_PREFETCH_BYTES : clamp_distance(wanted);
+        atomic_store_explicit(&prefetch_distance, d, memory_order_relaxed);
+    }
+    return d;
+}
+
+void mk_set_prefetch_distance(int64_t bytes) {
+    atomic_store_explicit(&prefetch_distance, clamp_distance(bytes), memory_order_relaxed);
+}
+
 int mk_force_isa(int isa) {
     const mk_matrix_kernels *k = best_available(isa == 0 ? 3 : isa);
     const char *wanted = isa == 1 ? "scalar" : isa == 2 ? "avx2" : isa == 3 ? "avx512" : k->name;

@@ -30,15 +30,6 @@ void mk_packed_gemm_avx2(const mk_packed_matrix *w, const mk_q8_rows *x, float *
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-/// How far ahead decode asks for codes (packed.c), and the bandwidth probe (convert.c)
-/// for its bytes, so that it reads as the kernels do. The hardware prefetcher alone
-/// leaves some of the two-core bandwidth unused when the host is in its fast state.
-/// Measured on the 7B with the cache file on huge pages, steps of each distance
-/// alternating in one process: 6 KiB 17.3 tok/s, 8 KiB 17.1, 4 and 12 KiB 16.7,
-/// 16 KiB 16.4 in the fast state; in the slow state 4-6 KiB were 1-3% ahead of 8-16.
-/// (Without huge pages, in an earlier session, 16 KiB had been best.)
-#define MK_PREFETCH_BYTES 6144
-
 /// Weights are read once a step, so they are prefetched non-temporal: they need not
 /// displace what is reused (activations, the scan's state) from L2 and L3. Against T0,
 /// steps alternating: equal in the fast state, 0.4-2.7% faster in 8 of 8 slow-state

@@ -140,12 +140,17 @@ extension KernelTests {
 
     @Test func eachInstructionSetHasItsInt8Path() {
         // AVX-512 without VNNI (Skylake-X) runs the AVX2 int8 kernel
-        let expected: [Int32: Set<String>] = [1: ["scalar"], 2: ["avx2"], 3: ["avx512-vnni", "avx2"]]
+        // With VBMI (Ice Lake, Zen 4) the AVX-512 path looks codes up with vpermb, unless told not to
+        let expected: [Int32: Set<String>] = [1: ["scalar"], 2: ["avx2"], 3: ["avx512-vnni-vbmi", "avx512-vnni", "avx2"]]
         for isa in availableISAs {
             #expect(mk_force_isa(isa) == 0)
             let path = String(cString: mk_q8_path())
+            mk_q8_allow_vbmi(0)
+            let withoutVBMI = String(cString: mk_q8_path())
+            mk_q8_allow_vbmi(1)
             mk_force_isa(0)
             #expect(expected[isa]!.contains(path), "isa \(isa): \(path)")
+            #expect(withoutVBMI != "avx512-vnni-vbmi", "isa \(isa) without VBMI: \(withoutVBMI)")
         }
     }
 
@@ -197,15 +202,20 @@ extension KernelTests {
         expectVectorPathsMatch(packed, xs, tokens: tokens, definition: slow)
     }
 
-    /// Every vector kernel this CPU has (AVX2, AVX-512 VNNI) computes what the definition does.
+    /// Every vector kernel this CPU has (AVX2, AVX-512 VNNI with vpshufb or, where VBMI
+    /// runs, vpermb lookups) computes what the definition does.
     func expectVectorPathsMatch(_ packed: Packed, _ xs: [Float], tokens: Int, definition: [Float]) {
         for isa in availableISAs where isa > 1 {
-            #expect(mk_force_isa(isa) == 0)
-            let path = String(cString: mk_q8_path())
-            let fast = packed.gemm(xs, tokens: tokens)
-            mk_force_isa(0)
-            for i in fast.indices {
-                #expect(abs(fast[i] - definition[i]) <= 1e-5 * max(1, abs(definition[i])), "\(path) vs definition at \(i)")
+            for vbmi: Int32 in [1, 0] {
+                #expect(mk_force_isa(isa) == 0)
+                mk_q8_allow_vbmi(vbmi)
+                let path = String(cString: mk_q8_path())
+                let fast = packed.gemm(xs, tokens: tokens)
+                mk_q8_allow_vbmi(1)
+                mk_force_isa(0)
+                for i in fast.indices {
+                    #expect(abs(fast[i] - definition[i]) <= 1e-5 * max(1, abs(definition[i])), "\(path) vs definition at \(i)")
+                }
             }
         }
     }
@@ -253,6 +263,30 @@ extension KernelTests {
         let scale = exact.map(abs).max()!
         for i in slow.indices { #expect(abs(slow[i] - exact[i]) <= 1e-2 * scale, "int8 vs float at \(i)") }
         expectVectorPathsMatch(packed, xs, tokens: tokens, definition: slow)
+    }
+
+    /// How far ahead the decode products prefetch is a process-wide setting: clamped to
+    /// whole lines in [0, 64 KiB], and it changes when lines are asked for, never what is
+    /// computed (4-bit and int8 decode tiles, any batch size up to 8).
+    @Test func prefetchDistanceIsASettingThatNeverChangesTheProduct() {
+        let initial = mk_prefetch_distance()
+        defer { mk_set_prefetch_distance(initial) }
+        for (set, expected): (Int64, Int64) in [(0, 0), (6144, 6144), (4100, 4096), (-5, 0), (1 << 20, 65536)] {
+            mk_set_prefetch_distance(set)
+            #expect(mk_prefetch_distance() == expected, "set \(set)")
+        }
+        let q = RandomQ4(rows: 48, cols: 512, blocksize: 64, seed: 5)
+        let q4 = Packed.q4(q)
+        var random = TestRandom(state: 17)
+        for tokens in [1, 3, 8] {
+            let xs = (0..<tokens * q.cols).map { _ in random.float() }
+            var results: [[Float]] = []
+            for distance: Int64 in [0, 6144, 64, 65536] {
+                mk_set_prefetch_distance(distance)
+                results.append(q4.gemm(xs, tokens: tokens))
+            }
+            for r in results.dropFirst() { #expect(r == results[0], "4-bit, \(tokens) tokens") }
+        }
     }
 }
 }

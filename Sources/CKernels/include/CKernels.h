@@ -113,6 +113,10 @@ float mk_q8_lut(const float table[16], uint8_t lut[16]);
 /// the path mk_force_isa allows; and which: "avx512-vnni", "avx2" or "scalar".
 int mk_q8_available(void);
 const char *mk_q8_path(void);
+/// Whether the AVX-512 path may decode 4-bit codes with vpermb (AVX-512 VBMI) where the
+/// CPU has it ("avx512-vnni-vbmi"); 0 keeps vpshufb ("avx512-vnni"). The results are the
+/// same. Default: allowed, unless MAMBAD_VBMI=0.
+void mk_q8_allow_vbmi(int allowed);
 
 /// A matrix repacked for the int8 path (layout in packed.c): rows in panels of 16,
 /// columns in blocks of 64; per (panel, block) the weights and 16 uint8 block scales,
@@ -212,9 +216,26 @@ void mk_selective_scan(float *h, const float *A2, const float *Dskip,
                        int64_t T, int64_t D, int64_t N, float *y,
                        int64_t d_begin, int64_t d_end);
 
-/// Read [data, data + bytes) once as fast as the CPU can (a bandwidth probe); returns a
-/// value that depends on every byte so the reads cannot be optimized away.
-uint64_t mk_read_bytes(const void *data, int64_t bytes);
+/// Read [data, data + bytes) once as fast as the CPU can (a bandwidth probe), asking for
+/// each line `prefetch_distance` bytes ahead as the decode products do (0: loads alone);
+/// returns a value that depends on every byte so the reads cannot be optimized away.
+uint64_t mk_read_bytes(const void *data, int64_t bytes, int64_t prefetch_distance);
+
+/// How far ahead decode asks for codes by default (packed.c; mk_prefetch_distance says
+/// the distance in force). The hardware prefetcher alone left some of the two-core
+/// bandwidth unused on the host sessions 3-5 measured in its fast state: there, steps of
+/// each distance alternating in one process gave 6 KiB 17.3 tok/s, 8 KiB 17.1, 4 and 12
+/// KiB 16.7, 16 KiB 16.4, none 8% slower. Other hosts of this kind differ (session 6:
+/// none was ~5% faster in the fast state and ~3% slower in the slow one), which is why
+/// the distance is a setting (MAMBAD_PREFETCH, `mambad bench --prefetch`).
+#define MK_PREFETCH_BYTES 6144
+
+/// How many bytes ahead the decode products prefetch their weights (non-temporal); 0:
+/// no software prefetch, the hardware prefetchers alone. Default 6144, or
+/// MAMBAD_PREFETCH. Which is best depends on the host (docs/performance.md).
+int64_t mk_prefetch_distance(void);
+/// Set it (clamped to [0, 65536] and to whole 64-byte lines); takes effect on the next product.
+void mk_set_prefetch_distance(int64_t bytes);
 
 // ------------------------------------------------------------- thread pool
 
