@@ -71,6 +71,11 @@ public final class FalconMambaModel: Sendable {
     let matrices: [Linear]
     /// The threads products and scans are split across.
     public let pool: ComputePool
+    /// The decode products' prefetch distance, raced on this model's decode steps.
+    let prefetchTuner = PrefetchTuner()
+    /// For each kind of decode step seen (rows, with or without logits), how many of the
+    /// tuner's races each prefetch distance won.
+    public var prefetchChoices: [String] { prefetchTuner.summary }
     /// Exact (bitsandbytes-identical) or fast (int8) 4-bit products.
     public let precision: Precision
     /// On the fast path: the lm_head in int8, or at 4 bits with the likely tokens rescored.
@@ -322,7 +327,8 @@ extension FalconMambaModel {
 
     /// Read the weights a decode step reads, on the pool's threads: the packed copy on
     /// the fast path, else every mapped checkpoint byte. The bandwidth a decode step could
-    /// reach at best, in bytes per second (the best of three passes after a warm-up one).
+    /// reach at best, in bytes per second (the best of four passes after a warm-up one,
+    /// two with loads alone and two prefetched).
     public func probeReadBandwidth() -> Double {
         let chunk = 8 << 20
         var regions: [(UnsafeRawPointer, Int)] = []
@@ -337,13 +343,17 @@ extension FalconMambaModel {
         }
         let total = pieces.reduce(0) { $0 + $1.1 }
         // One pass to bring every page in (a page-cache miss would measure the disk), then
-        // the best of three: the host's bandwidth drifts, and the probe is the ceiling.
+        // the best of four: the host's bandwidth drifts, and the probe is the ceiling. Passes
+        // alternate between loads alone and loads prefetched (at the fixed distance, else
+        // 6 KiB): which reads faster depends on the host and its state.
         var best = 0.0
-        for pass in 0..<4 {
+        let distance = Int64(ComputePool.fixedPrefetchDistance.flatMap { $0 > 0 ? $0 : nil } ?? Int(MK_PREFETCH_BYTES))
+        for pass in 0..<5 {
             let clock = ContinuousClock(), start = clock.now
             var sink = [UInt64](repeating: 0, count: pieces.count)
+            let ahead = pass % 2 == 1 ? distance : 0
             sink.withUnsafeMutableBufferPointer { sink in
-                pool.parallelFor(pieces.count) { i in sink[i] = mk_read_bytes(pieces[i].0, Int64(pieces[i].1)) }
+                pool.parallelFor(pieces.count) { i in sink[i] = mk_read_bytes(pieces[i].0, Int64(pieces[i].1), ahead) }
             }
             let seconds = (clock.now - start).seconds
             precondition(sink.count == pieces.count)

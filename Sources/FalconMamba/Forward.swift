@@ -40,6 +40,19 @@ extension FalconMambaModel {
     /// Appends every row's hidden state, and the logits of rows `logitRows`, to `output`.
     func forward(_ tokens: some Collection<Int>, segments: [Segment], logitRows: Range<Int>?,
                  into output: inout ForwardOutput) {
+        // Decode-sized steps stream the weights through the prefetching products, at the
+        // distance the tuner races or has chosen for steps like this one.
+        if precision == .fast, packSource != .none, tokens.count <= Int(MK_MAX_BATCH) {
+            prefetchTuner.run(rows: tokens.count, logits: logitRows?.isEmpty == false) { _ in
+                forwardLayers(tokens, segments: segments, logitRows: logitRows, into: &output)
+            }
+        } else {
+            forwardLayers(tokens, segments: segments, logitRows: logitRows, into: &output)
+        }
+    }
+
+    private func forwardLayers(_ tokens: some Collection<Int>, segments: [Segment], logitRows: Range<Int>?,
+                               into output: inout ForwardOutput) {
         let t = tokens.count
         let h = hiddenSize, d = innerSize, n = stateSize, r = timeStepRank, k = convKernel
         let xw = r + 2 * n

@@ -33,6 +33,11 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("lm-head"), help: LMHeadPrecision.optionHelp)
     var lmHead: LMHeadPrecision = .int8
 
+    @Option(help: ArgumentHelp(
+        "Comma-separated prefetch distances in bytes for the decode products (0: none); several alternate step by step (default: MAMBAD_PREFETCH, else auto: chosen on the decode steps, as serve does).",
+        valueName: "bytes"))
+    var prefetch: String?
+
     @Option(help: "Interleaved repetitions (medians are reported).")
     var `repeat` = 3
 
@@ -48,11 +53,16 @@ struct Bench: ParsableCommand {
         }
     }
 
+    @Flag(help: "Also print every repetition's probe and decode speeds (to tell the host's bandwidth states apart).")
+    var each = false
+
     @Flag(help: "Also report the fast path's relative logit error against the exact path.")
     var checkAccuracy = false
 
     func run() throws {
         let threadCounts = try parseTokenList(threads)
+        // nil: the models' tuner picks (what serve does)
+        let distances: [Int?] = try prefetch.map { try parseTokenList($0) } ?? [ComputePool.fixedPrefetchDistance]
         let batches = try parseTokenList(batch)
         let precisions = try precision.split(separator: ",").map { name in
             guard let p = Precision(rawValue: String(name)) else { throw ValidationError("unknown precision '\(name)'") }
@@ -64,7 +74,7 @@ struct Bench: ParsableCommand {
         for _ in 0..<prompt { promptTokens.append(Int(generator.next() % UInt64(probeModel.vocabSize))) }
         print("model \(model): \(String(format: "%.2f", Double(probeModel.checkpoint.mappedBytes) / 1e9)) GB of checkpoint, " +
               "\(ProcessInfo.processInfo.activeProcessorCount) cores, kernels \(ComputePool.instructionSet)")
-        var header = pad("threads", 9) + pad("precision", 11) + pad("load s", 8) + pad("GB/step", 9)
+        var header = pad("threads", 9) + pad("precision", 11) + pad("prefetch", 10) + pad("load s", 8) + pad("GB/step", 9)
         header += pad("probe GB/s", 12) + pad("pp\(prompt) tok/s", 15)
         header += batches.map { pad("tg b=\($0) tok/s", 16) }.joined()
         header += pad("tg GB/s", 9) + pad("of probe", 10) + "RSS beyond weights"
@@ -77,34 +87,57 @@ struct Bench: ParsableCommand {
                 let engine = try FalconMambaModel(directory: model, precision: p, lmHead: lmHead, pool: pool, cache: cache)
                 let loadSeconds = (clock.now - loadStart).seconds
                 let bytesPerStep = Double(engine.bytesReadPerToken)
-                var probes: [Double] = [], prefills: [Double] = [], decodes: [[Double]] = batches.map { _ in [] }
-                for _ in 0..<self.repeat {
-                    probes.append(engine.probeReadBandwidth())
-                    prefills.append(try measurePrefill(engine, promptTokens))
+                // For each prefetch distance: probes, prefills, and decodes at each batch size.
+                var probes = distances.map { _ in [Double]() }, prefills = probes
+                var decodes = distances.map { _ in batches.map { _ in [Double]() } }
+                for round in 0..<self.repeat {
+                    for (d, distance) in distances.enumerated() {
+                        ComputePool.fixedPrefetchDistance = distance
+                        probes[d].append(engine.probeReadBandwidth())
+                        prefills[d].append(try measurePrefill(engine, promptTokens))
+                    }
                     for (i, b) in batches.enumerated() {
-                        decodes[i].append(try measureDecode(engine, batch: b, steps: tokens))
+                        let rates = try measureDecode(engine, batch: b, steps: tokens, distances: distances)
+                        for d in distances.indices { decodes[d][i].append(rates[d]) }
+                    }
+                    if each {
+                        let line = distances.indices.map { d in
+                            "prefetch \(Self.name(distances[d])): probe " + String(format: "%.1f", probes[d][round] / 1e9) + " tg "
+                                + batches.indices.map { String(format: "%.2f", decodes[d][$0][round]) }.joined(separator: "/")
+                        }
+                        print("  round \(round + 1): " + line.joined(separator: ", "))
                     }
                 }
-                let probe = median(probes), single = median(decodes[0])
-                // one pass over the weights per step, and each sequence's state
-                let batchBytes = bytesPerStep + Double((batches[0] - 1) * engine.config.stateBytesPerSequence)
-                let gbps = single * batchBytes / Double(batches[0]) / 1e9
+                ComputePool.fixedPrefetchDistance = distances[0]
                 // Resident memory that is not weights: anonymous pages, less the packed copy
                 // when it lives there (file-backed pages, the checkpoint's or the packed
                 // cache file's, are the weights themselves).
                 let anonymousWeights = engine.packSource == .packed(cacheFile: nil) ? engine.packedBytes : 0
                 let beyond = Double(Self.statusKilobytes("RssAnon") * 1024 - anonymousWeights) / 1e6
-                var row = pad("\(count)", 9) + pad(p.rawValue, 11) + pad(String(format: "%.2f", loadSeconds), 8)
-                row += pad(String(format: "%.2f", bytesPerStep / 1e9), 9) + pad(String(format: "%.1f", probe / 1e9), 12)
-                row += pad(String(format: "%.1f", median(prefills)), 15)
-                row += decodes.map { pad(String(format: "%.2f", median($0)), 16) }.joined()
-                row += pad(String(format: "%.1f", gbps), 9) + pad(String(format: "%.0f%%", 100 * gbps * 1e9 / probe), 10)
-                print(row + String(format: "%.0f MB", beyond))
+                for (d, distance) in distances.enumerated() {
+                    let probe = median(probes[d]), single = median(decodes[d][0])
+                    // one pass over the weights per step, and each sequence's state
+                    let batchBytes = bytesPerStep + Double((batches[0] - 1) * engine.config.stateBytesPerSequence)
+                    let gbps = single * batchBytes / Double(batches[0]) / 1e9
+                    var row = pad("\(count)", 9) + pad(p.rawValue, 11) + pad(Self.name(distance), 10)
+                    row += pad(String(format: "%.2f", loadSeconds), 8)
+                    row += pad(String(format: "%.2f", bytesPerStep / 1e9), 9) + pad(String(format: "%.1f", probe / 1e9), 12)
+                    row += pad(String(format: "%.1f", median(prefills[d])), 15)
+                    row += decodes[d].map { pad(String(format: "%.2f", median($0)), 16) }.joined()
+                    row += pad(String(format: "%.1f", gbps), 9) + pad(String(format: "%.0f%%", 100 * gbps * 1e9 / probe), 10)
+                    print(row + String(format: "%.0f MB", beyond))
+                }
                 print("  " + Self.describe(engine.packSource))
+                if distances == [nil], !engine.prefetchChoices.isEmpty {
+                    print("  prefetch races won: " + engine.prefetchChoices.joined(separator: "; "))
+                }
             }
         }
         if checkAccuracy { try reportAccuracy(promptTokens) }
     }
+
+    /// A prefetch distance as the table shows it: bytes, or "auto" (the tuner's).
+    static func name(_ distance: Int?) -> String { distance.map { "\($0)" } ?? "auto" }
 
     static func describe(_ source: FalconMambaModel.PackSource) -> String {
         switch source {
@@ -130,17 +163,24 @@ struct Bench: ParsableCommand {
         return Double(prompt.count) / (clock.now - start).seconds
     }
 
-    /// Generated tokens per second (all sequences together) for `batch` sequences decoding in step.
-    func measureDecode(_ engine: FalconMambaModel, batch: Int, steps: Int) throws -> Double {
+    /// Generated tokens per second (all sequences together) for `batch` sequences decoding
+    /// in step, `steps` steps at each prefetch distance. With several distances the steps
+    /// alternate between them, so that each sees the same bandwidth state of the host.
+    func measureDecode(_ engine: FalconMambaModel, batch: Int, steps: Int, distances: [Int?]) throws -> [Double] {
         var states = (0..<batch).map { _ in engine.newState() }
         var next = (0..<batch).map { 100 + $0 }
         _ = try engine.decodeBatch(next, states: &states)  // warm up
-        let clock = ContinuousClock(), start = clock.now
-        for _ in 0..<steps {
+        var seconds = distances.map { _ in 0.0 }
+        let clock = ContinuousClock()
+        for step in 0..<(steps * distances.count) {
+            let d = step % distances.count
+            if distances.count > 1 { ComputePool.fixedPrefetchDistance = distances[d] }
+            let start = clock.now
             let output = try engine.decodeBatch(next, states: &states)
+            seconds[d] += (clock.now - start).seconds
             next = (0..<batch).map { b in Sampler.argmax(output.logits[b * engine.vocabSize..<(b + 1) * engine.vocabSize]) }
         }
-        return Double(batch * steps) / (clock.now - start).seconds
+        return seconds.map { Double(batch * steps) / $0 }
     }
 
     /// Both precisions on the same tokens (the exact path's greedy continuation fed to both).

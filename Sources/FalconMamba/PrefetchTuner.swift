@@ -1,0 +1,105 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CKernels
+import Synchronization
+
+/// Chooses, on live decode steps, how far ahead the decode products prefetch their
+/// weights (`mk_prefetch_distance`).
+///
+/// No one distance is best everywhere. On the host sessions 3-5 measured, prefetching
+/// 6 KiB ahead made batch-1 decode 8% faster in the host's fast bandwidth state than the
+/// hardware prefetchers alone; on session 6's host (same machine kind) the hardware
+/// prefetchers alone were 8-12% faster at batch 1 in its fast state and 1-4% in its slow
+/// one, while at batch 4, whose product computes more per byte, prefetching was 20%
+/// faster (steps alternating in one process, `mambad bench --prefetch 6144,0`). So each
+/// kind of step (rows, with or without logits) races the candidates: a few steps of each,
+/// alternating so that all see the same bandwidth state, then the fastest for the next
+/// `exploitSteps` steps, then another race, since the host's state drifts. A race costs
+/// at most `rounds` steps at the slower distance in `rounds * candidates + exploitSteps`
+/// (3 in 66 by default: at 10% slower, 0.5% of decode speed).
+///
+/// The distance only changes when lines are asked for, never what is computed. With
+/// `ComputePool.fixedPrefetchDistance` set (MAMBAD_PREFETCH, `bench --prefetch`) the
+/// tuner leaves the distance alone.
+final class PrefetchTuner: Sendable {
+    let candidates: [Int]
+    let rounds: Int
+    let exploitSteps: Int
+
+    init(candidates: [Int] = [Int(MK_PREFETCH_BYTES), 0], rounds: Int = 3, exploitSteps: Int = 60) {
+        precondition(!candidates.isEmpty && rounds > 0 && exploitSteps > 0)
+        self.candidates = candidates
+        self.rounds = rounds
+        self.exploitSteps = exploitSteps
+    }
+
+    /// One kind of step's race: `rounds` steps of each candidate, alternating, then
+    /// `exploitSteps` steps of the fastest.
+    struct Race {
+        var choice = 0                  // index into candidates while exploiting
+        var step = 0                    // steps into the current race or run
+        var racing = true
+        var seconds: [Double]
+        var wins: [Int]
+
+        init(candidates: Int) {
+            seconds = [Double](repeating: 0, count: candidates)
+            wins = [Int](repeating: 0, count: candidates)
+        }
+
+        var candidate: Int { racing ? step % seconds.count : choice }
+
+        mutating func record(_ elapsed: Double, rounds: Int, exploitSteps: Int) {
+            step += 1
+            if racing {
+                seconds[(step - 1) % seconds.count] += elapsed
+                if step == rounds * seconds.count {
+                    choice = seconds.indices.min { seconds[$0] < seconds[$1] }!
+                    wins[choice] += 1
+                    racing = false
+                    step = 0
+                }
+            } else if step == exploitSteps {
+                racing = true
+                step = 0
+                seconds = seconds.map { _ in 0 }
+            }
+        }
+    }
+
+    private let races = Mutex<[Int: Race]>([:])
+
+    /// Runs `step` (a forward of `rows` rows; `logits`: it ends in the lm_head) with the
+    /// decode products prefetching at the distance this kind of step races or has chosen
+    /// (also passed to `step`), and records how long it took.
+    func run<T>(rows: Int, logits: Bool, _ step: (Int) -> T) -> T {
+        if let fixed = ComputePool.fixedPrefetchDistance { return step(fixed) }
+        let key = rows * 2 + (logits ? 1 : 0), fresh = Race(candidates: candidates.count)
+        let candidate = races.withLock { $0[key, default: fresh].candidate }
+        let distance = candidates[candidate]
+        mk_set_prefetch_distance(Int64(distance))
+        let start = ContinuousClock.now
+        let result = step(distance)
+        let elapsed = (ContinuousClock.now - start).seconds
+        races.withLock { races in
+            // Another thread may have moved this race on meanwhile: count the step only
+            // where it ran at the distance the race is at.
+            if races[key, default: fresh].candidate == candidate {
+                races[key, default: fresh].record(elapsed, rounds: rounds, exploitSteps: exploitSteps)
+            }
+        }
+        return result
+    }
+
+    /// For each kind of step seen, how many races each candidate won, as
+    /// "rows 1+logits: 6144 won 3, 0 won 9".
+    var summary: [String] {
+        races.withLock { races in
+            races.keys.sorted().map { key in
+                let wins = zip(candidates, races[key]!.wins).map { "\($0) won \($1)" }.joined(separator: ", ")
+                return "rows \(key / 2)\(key % 2 == 1 ? "+logits" : ""): " + wins
+            }
+        }
+    }
+}
