@@ -10,9 +10,9 @@ import Synchronization
 /// No one distance is best everywhere. On the host sessions 3-5 measured, prefetching
 /// 6 KiB ahead made batch-1 decode 8% faster in the host's fast bandwidth state than the
 /// hardware prefetchers alone; on session 6's host (same machine kind) the hardware
-/// prefetchers alone were 8-12% faster at batch 1 in its fast state and 1-4% in its slow
-/// one, while at batch 4, whose product computes more per byte, prefetching was 20%
-/// faster (steps alternating in one process, `mambad bench --prefetch 6144,0`). So each
+/// prefetchers alone were 8-12% faster at batch 1 in its fast state and 0-8% in its slow
+/// one, while at batch 4, whose product computes more per byte, they were 15-20%
+/// slower (steps alternating in one process, `mambad bench --prefetch 6144,0`). So each
 /// kind of step (rows, with or without logits) races the candidates: a few steps of each,
 /// alternating so that all see the same bandwidth state, then the fastest for the next
 /// `exploitSteps` steps, then another race, since the host's state drifts. A race costs

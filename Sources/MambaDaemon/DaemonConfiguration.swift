@@ -17,6 +17,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var packedCache: String?
     /// Compute threads (0 = one per core).
     public var threads: Int = 0
+    /// How far ahead, in bytes, the decode products prefetch their weights (0: not at
+    /// all); nil ("auto"): raced on the decode steps themselves (PrefetchTuner).
+    public var prefetch: Int?
     public var maxMessageBytes: Int = 8 << 20
     public var maxHeaderBytes: Int = 8 << 10
     /// Elements of one JSON-RPC batch.
@@ -52,7 +55,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var frameLimits: FrameLimits { FrameLimits(maxMessageBytes: maxMessageBytes, maxHeaderBytes: maxHeaderBytes) }
 
     /// The keys, as written in the config file and (with `--`) on the command line.
-    public static let keys = ["model", "socket", "socket-mode", "precision", "lm-head", "packed-cache", "threads", "max-message-bytes",
+    public static let keys = ["model", "socket", "socket-mode", "precision", "lm-head", "packed-cache", "threads", "prefetch", "max-message-bytes",
                               "max-header-bytes", "max-batch", "max-active", "max-queue", "max-pending-per-connection",
                               "max-prompt-tokens", "max-completion-tokens", "cache-bytes", "prefill-chunk",
                               "shutdown-grace-ms", "log-level", "debug-load-delay-ms"]
@@ -87,6 +90,12 @@ public struct DaemonConfiguration: Sendable, Equatable {
                 lmHead = mode
             case "packed-cache": packedCache = value == "none" || value.isEmpty ? nil : value
             case "threads": threads = try int()
+            case "prefetch":
+                if value == "auto" { prefetch = nil; break }
+                guard let n = try? int(), n <= 65536 else {
+                    throw .badValue(source: source, key: key, value: value, expected: "auto or bytes from 0 to 64K")
+                }
+                prefetch = n
             case "max-message-bytes": maxMessageBytes = try int(min: 1024)
             case "max-header-bytes": maxHeaderBytes = try int(min: 64)
             case "max-batch": maxBatch = try int(min: 1)

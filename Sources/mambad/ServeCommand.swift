@@ -39,6 +39,11 @@ struct Serve: ParsableCommand {
     @Option(help: ArgumentHelp("Compute threads (default: one per core).", valueName: "n"))
     var threads: String?
 
+    @Option(help: ArgumentHelp(
+        "How far ahead the decode products prefetch their weights, in bytes (0: not at all), or auto: raced on the decode steps (default auto, or MAMBAD_PREFETCH).",
+        valueName: "auto|bytes"))
+    var prefetch: String?
+
     @Option(name: .customLong("max-active"), help: ArgumentHelp("Requests run at once; their decode steps share passes over the weights (default 8).", valueName: "n"))
     var maxActive: String?
 
@@ -91,7 +96,7 @@ struct Serve: ParsableCommand {
             }
             let flags: [(String, String?)] = [
                 ("model", model), ("socket", socket), ("socket-mode", socketMode), ("precision", precision),
-                ("lm-head", lmHead), ("packed-cache", packedCache), ("threads", threads), ("max-active", maxActive), ("max-queue", maxQueue),
+                ("lm-head", lmHead), ("packed-cache", packedCache), ("threads", threads), ("prefetch", prefetch), ("max-active", maxActive), ("max-queue", maxQueue),
                 ("max-message-bytes", maxMessageBytes), ("max-header-bytes", maxHeaderBytes), ("max-batch", maxBatch),
                 ("max-pending-per-connection", maxPendingPerConnection), ("max-prompt-tokens", maxPromptTokens),
                 ("max-completion-tokens", maxCompletionTokens), ("cache-bytes", cacheBytes), ("prefill-chunk", prefillChunk),

@@ -15,6 +15,7 @@ import Testing
             max-queue = 8
             log-level = debug
             lm-head = 4bit
+            prefetch = 4K
             """
         try c.apply(DaemonConfiguration.parseFile(file, source: "test.conf"), source: "test.conf")
         #expect(c.model == "/srv/models/falcon-mamba-7b-4bit")
@@ -24,8 +25,12 @@ import Testing
         #expect(c.maxQueue == 8)
         #expect(c.logLevel == .debug)
         #expect(c.lmHead == .rescored4bit)
-        try c.apply([("max-queue", "2")], source: "flags")
+        #expect(c.prefetch == 4096)
+        try c.apply([("max-queue", "2"), ("prefetch", "auto")], source: "flags")
         #expect(c.maxQueue == 2)
+        #expect(c.prefetch == nil)
+        try c.apply([("prefetch", "0")], source: "flags")
+        #expect(c.prefetch == 0)
     }
 
     @Test func badSettingsAreNamed() {
@@ -42,5 +47,9 @@ import Testing
             try c.apply([("lm-head", "2bit")], source: "flags")
         }
         #expect(throws: ConfigurationError.self) { try c.apply([("socket-mode", "999")], source: "flags") }
+        #expect(throws: ConfigurationError.badValue(source: "flags", key: "prefetch", value: "1M", expected: "auto or bytes from 0 to 64K")) {
+            try c.apply([("prefetch", "1M")], source: "flags")
+        }
+        #expect(throws: ConfigurationError.self) { try c.apply([("prefetch", "soon")], source: "flags") }
     }
 }

@@ -222,12 +222,13 @@ void mk_selective_scan(float *h, const float *A2, const float *Dskip,
 uint64_t mk_read_bytes(const void *data, int64_t bytes, int64_t prefetch_distance);
 
 /// How far ahead decode asks for codes by default (packed.c; mk_prefetch_distance says
-/// the distance in force). The hardware prefetcher alone left some of the two-core
-/// bandwidth unused on the host sessions 3-5 measured in its fast state: there, steps of
-/// each distance alternating in one process gave 6 KiB 17.3 tok/s, 8 KiB 17.1, 4 and 12
-/// KiB 16.7, 16 KiB 16.4, none 8% slower. Other hosts of this kind differ (session 6:
-/// none was ~5% faster in the fast state and ~3% slower in the slow one), which is why
-/// the distance is a setting (MAMBAD_PREFETCH, `mambad bench --prefetch`).
+/// the distance in force). On the host sessions 3-5 measured, the hardware prefetcher
+/// alone left some of the two-core bandwidth unused in its fast state: steps of each
+/// distance alternating in one process gave 6 KiB 17.3 tok/s, 8 KiB 17.1, 4 and 12 KiB
+/// 16.7, 16 KiB 16.4, none 8% slower. Session 6's host (same machine kind) differs: none
+/// is 8-12% faster at batch 1 in its fast state, 15-20% slower at batch 4. So the
+/// models race the two on live steps (FalconMamba's PrefetchTuner) unless a distance is
+/// fixed (MAMBAD_PREFETCH, `prefetch =` in mambad.conf, `mambad bench --prefetch`).
 #define MK_PREFETCH_BYTES 6144
 
 /// How many bytes ahead the decode products prefetch their weights (non-temporal); 0:
