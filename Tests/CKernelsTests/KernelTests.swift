@@ -231,11 +231,13 @@ extension KernelTests {
         let weight = (0..<D * K).map { _ in random.float() }
         let bias = (0..<D).map { _ in random.float() }
         let state0 = (0..<D * K).map { _ in random.float() }
-        compare("conv") {
-            var state = state0
-            var out = [Float](repeating: 0, count: T * D)
-            mk_conv1d_silu(&state, weight, bias, x, Int64(2 * D), Int64(T), Int64(D), Int64(K), &out, 0, Int64(D))
-            return out + state
+        for steps in [T, 1] {  // a prompt slice, and a decode step
+            compare("conv, \(steps) steps") {
+                var state = state0
+                var out = [Float](repeating: 0, count: steps * D)
+                mk_conv1d_silu(&state, weight, bias, x, Int64(2 * D), Int64(steps), Int64(D), Int64(K), &out, 0, Int64(D))
+                return out + state
+            }
         }
         let A2 = (0..<D * N).map { _ in -abs(random.float()) * 6 }  // A·log2(e)
         let Dskip = (0..<D).map { _ in random.float() }
