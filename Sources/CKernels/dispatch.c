@@ -40,26 +40,43 @@ static inline const mk_matrix_kernels *kernels(void) {
 
 const char *mk_isa(void) { return kernels()->name; }
 
-/// The decode products' prefetch distance in bytes; -1 until first asked (then
-/// MAMBAD_PREFETCH, else MK_PREFETCH_BYTES).
+/// The decode products' prefetch distance in bytes, and whether it is fixed (1) or the
+/// models may tune it (0); both -1 until first asked, then from MAMBAD_PREFETCH (a
+/// valid number of bytes fixes that distance), else MK_PREFETCH_BYTES, not fixed.
 static _Atomic int64_t prefetch_distance = -1;
+static _Atomic int prefetch_fixed = -1;
 
 static int64_t clamp_distance(long long bytes) { return bytes < 0 ? 0 : bytes > 65536 ? 65536 : bytes / 64 * 64; }
 
+static void prefetch_setting_from_environment(void) {
+    if (atomic_load_explicit(&prefetch_fixed, memory_order_acquire) >= 0) return;
+    const char *setting = getenv("MAMBAD_PREFETCH");
+    char *end = NULL;
+    const long long wanted = setting ? strtoll(setting, &end, 10) : 0;
+    const int fixed = setting && end != setting && *end == 0;
+    atomic_store_explicit(&prefetch_distance, fixed ? clamp_distance(wanted) : MK_PREFETCH_BYTES, memory_order_relaxed);
+    atomic_store_explicit(&prefetch_fixed, fixed, memory_order_release);
+}
+
 int64_t mk_prefetch_distance(void) {
-    int64_t d = atomic_load_explicit(&prefetch_distance, memory_order_relaxed);
-    if (d < 0) {
-        const char *setting = getenv("MAMBAD_PREFETCH");
-        char *end = NULL;
-        const long long wanted = setting ? strtoll(setting, &end, 10) : MK_PREFETCH_BYTES;
-        d = setting && (end == setting || *end != 0) ? MK_PREFETCH_BYTES : clamp_distance(wanted);
-        atomic_store_explicit(&prefetch_distance, d, memory_order_relaxed);
-    }
-    return d;
+    prefetch_setting_from_environment();
+    return atomic_load_explicit(&prefetch_distance, memory_order_relaxed);
 }
 
 void mk_set_prefetch_distance(int64_t bytes) {
+    prefetch_setting_from_environment();
     atomic_store_explicit(&prefetch_distance, clamp_distance(bytes), memory_order_relaxed);
+}
+
+int mk_prefetch_distance_fixed(void) {
+    prefetch_setting_from_environment();
+    return atomic_load_explicit(&prefetch_fixed, memory_order_relaxed);
+}
+
+void mk_fix_prefetch_distance(int64_t bytes) {
+    prefetch_setting_from_environment();
+    if (bytes >= 0) atomic_store_explicit(&prefetch_distance, clamp_distance(bytes), memory_order_relaxed);
+    atomic_store_explicit(&prefetch_fixed, bytes >= 0, memory_order_relaxed);
 }
 
 int mk_force_isa(int isa) {

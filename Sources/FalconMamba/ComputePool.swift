@@ -42,22 +42,12 @@ public final class ComputePool: @unchecked Sendable {
 
     /// How many bytes ahead the decode products prefetch their weights (0: not at all),
     /// for the whole process; nil (the default): each model chooses on its own decode
-    /// steps (PrefetchTuner). MAMBAD_PREFETCH=BYTES fixes it from the start; setting it
-    /// rounds down to whole lines.
+    /// steps (PrefetchTuner). MAMBAD_PREFETCH=BYTES fixes it from the start; a distance
+    /// is rounded down to whole lines and capped at 64 KiB.
     public static var fixedPrefetchDistance: Int? {
-        get {
-            let value = fixedDistance.load(ordering: .relaxed)
-            return value >= 0 ? value : nil
-        }
-        set {
-            fixedDistance.store(newValue.map { max(0, $0) } ?? -1, ordering: .relaxed)
-            if let newValue { mk_set_prefetch_distance(Int64(newValue)) }
-        }
+        get { mk_prefetch_distance_fixed() != 0 ? Int(mk_prefetch_distance()) : nil }
+        set { mk_fix_prefetch_distance(newValue.map { Int64(max(0, $0)) } ?? -1) }
     }
-
-    /// -1: not fixed.
-    private static let fixedDistance = Atomic<Int>(
-        getenv("MAMBAD_PREFETCH").flatMap { Int(String(cString: $0)) }.map { max(0, $0) } ?? -1)
 
     /// body(i) for i in 0..<tasks, spread over the pool; returns when all are done.
     /// Tasks must be independent. Do not call parallelFor from inside a task.

@@ -66,5 +66,12 @@ import Glibc
             #expect(mk_prefetch_distance() == 2048)
         }
         #expect(tuner.summary.isEmpty)
+        // a fixed distance is clamped as any distance is; a tuner's setting keeps it fixed
+        ComputePool.fixedPrefetchDistance = 2100
+        #expect(ComputePool.fixedPrefetchDistance == 2048)
+        mk_set_prefetch_distance(0)
+        #expect(ComputePool.fixedPrefetchDistance == 0)
+        ComputePool.fixedPrefetchDistance = nil
+        #expect(ComputePool.fixedPrefetchDistance == nil)
     }
 }

@@ -235,8 +235,14 @@ uint64_t mk_read_bytes(const void *data, int64_t bytes, int64_t prefetch_distanc
 /// no software prefetch, the hardware prefetchers alone. Default 6144, or
 /// MAMBAD_PREFETCH. Which is best depends on the host (docs/performance.md).
 int64_t mk_prefetch_distance(void);
-/// Set it (clamped to [0, 65536] and to whole 64-byte lines); takes effect on the next product.
+/// Set it (clamped to [0, 65536] and to whole 64-byte lines); takes effect on the next
+/// product. A tuner's setting: it leaves the distance as fixed or not as it was.
 void mk_set_prefetch_distance(int64_t bytes);
+/// Whether the distance is fixed for the process (MAMBAD_PREFETCH=BYTES, or
+/// mk_fix_prefetch_distance), so that tuners leave it alone: 1, else 0.
+int mk_prefetch_distance_fixed(void);
+/// Fix the distance at `bytes` (clamped as above), or, with bytes < 0, let tuners set it.
+void mk_fix_prefetch_distance(int64_t bytes);
 
 // ------------------------------------------------------------- thread pool
 
