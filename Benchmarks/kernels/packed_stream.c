@@ -1,11 +1,12 @@
-// How close the packed 4-bit decode product (mk_packed_gemm, one activation row) comes
-// to a plain read of the same bytes, on the same threads, measured in pairs: each
+// How close the packed 4-bit decode product (mk_packed_gemm, TOKENS activation rows, 1
+// unless told: a decode batch) comes to a plain read of the same bytes, on the same threads, measured in pairs: each
 // repetition runs the product over the whole matrix, then the read, so both see the
 // same state of the host's memory bandwidth (which drifts over seconds on shared hosts).
 //
-//   packed_stream ROWS COLS REPS THREADS
+//   packed_stream ROWS COLS REPS THREADS [TOKENS]
 //
-// Prints GB/s of codes read by the product and by the read, and their ratio.
+// Prints GB/s of codes read by the product and by the read, and their ratio. The product
+// prefetches as MAMBAD_PREFETCH says (0, BYTES or l2:BYTES, nta:BYTES; default l2:6144).
 #include "CKernels.h"
 #include <immintrin.h>
 #include <pthread.h>
@@ -59,15 +60,16 @@ static void *work(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s ROWS COLS REPS THREADS\n", argv[0]);
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: %s ROWS COLS REPS THREADS [TOKENS]\n", argv[0]);
         return 2;
     }
     const int64_t rows = atoll(argv[1]), cols = atoll(argv[2]);
     reps = atoi(argv[3]);
     threads = atoi(argv[4]);
-    if (rows < 16 || cols < 64 || cols % 128 || reps < 1 || threads < 1 || threads > 64) {
-        fprintf(stderr, "need ROWS >= 16, COLS a multiple of 128, REPS >= 1, 1 <= THREADS <= 64\n");
+    const int tokens = argc == 6 ? atoi(argv[5]) : 1;
+    if (rows < 16 || cols < 64 || cols % 128 || reps < 1 || threads < 1 || threads > 64 || tokens < 1 || tokens > 8) {
+        fprintf(stderr, "need ROWS >= 16, COLS a multiple of 128, REPS >= 1, 1 <= THREADS <= 64, 1 <= TOKENS <= 8\n");
         return 2;
     }
     code_bytes = mk_packed_code_bytes(rows, cols, 4);
@@ -87,12 +89,12 @@ int main(int argc, char **argv) {
     matrix = (mk_packed_matrix){.codes = codes, .scales = block_scales, .row_scales = row_scales,
                                 .out_scale = 1, .rows = rows, .cols = cols, .bits = 4};
     for (int i = 0; i < 16; i++) matrix.lut[i] = (uint8_t)(120 + i);
-    float *x = malloc(sizeof(float) * (size_t)cols);
-    for (int64_t i = 0; i < cols; i++) x[i] = (float)(rand() % 200) / 100.0f - 1;
-    void *memory = aligned_alloc(64, (size_t)(mk_q8_rows_bytes(1, cols) + 4095) / 4096 * 4096);
-    activations = mk_q8_rows_in(memory, 1, cols);
+    float *x = malloc(sizeof(float) * (size_t)(cols * tokens));
+    for (int64_t i = 0; i < cols * tokens; i++) x[i] = (float)(rand() % 200) / 100.0f - 1;
+    void *memory = aligned_alloc(64, (size_t)(mk_q8_rows_bytes(tokens, cols) + 4095) / 4096 * 4096);
+    activations = mk_q8_rows_in(memory, tokens, cols);
     mk_q8_quantize_rows(x, cols, &activations);
-    y = malloc(sizeof(float) * (size_t)rows);
+    y = malloc(sizeof(float) * (size_t)(rows * tokens));
 
     pthread_barrier_init(&barrier, NULL, (unsigned)threads);
     pthread_t workers[64];
@@ -101,7 +103,8 @@ int main(int argc, char **argv) {
     for (int t = 1; t < threads; t++) pthread_join(workers[t], NULL);
     const double product = (double)code_bytes * reps / product_seconds / 1e9;
     const double read = (double)code_bytes * reps / read_seconds / 1e9;
-    printf("%lldx%lld, %d threads, %s pages, %s: product %.1f GB/s, read %.1f GB/s, ratio %.2f\n", (long long)rows,
-           (long long)cols, threads, pages && strcmp(pages, "huge") == 0 ? "huge" : "4 KiB", mk_q8_path(), product, read, product / read);
+    printf("%lldx%lld, %d tokens, %d threads, prefetch %s%lld, %s pages, %s: product %.1f GB/s, read %.1f GB/s, ratio %.2f\n", (long long)rows,
+           (long long)cols, tokens, threads,
+           mk_prefetch_distance() == 0 ? "" : mk_prefetch_level() == MK_PREFETCH_L2 ? "l2:" : "nta:", (long long)mk_prefetch_distance(), pages && strcmp(pages, "huge") == 0 ? "huge" : "4 KiB", mk_q8_path(), product, read, product / read);
     return 0;
 }

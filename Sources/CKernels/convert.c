@@ -67,18 +67,19 @@ void mk_q4_expand_nested_absmax(const uint8_t *codes, int64_t count, const float
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-/// Loads, each line asked for `distance` bytes ahead (non-temporal, as the decode
-/// kernels read their weights) unless it is 0. Which reads faster depends on the host and
-/// its bandwidth state, so the probe (FalconMambaModel.probeReadBandwidth) takes the best
-/// of both: measured in session 5, the prefetched read was 2-15% faster at ~45 GB/s and
-/// ~1% at ~80; in session 6, on another host, loads alone were 1-3% faster at ~56.
-__attribute__((target("avx512f"))) static uint64_t read_avx512(const void *data, int64_t bytes, int64_t distance) {
+/// Loads, each line asked for `distance` bytes ahead at `level` (as the decode kernels read
+/// their weights) unless it is 0. Which reads faster depends on the host and its bandwidth
+/// state, so the probe (FalconMambaModel.probeReadBandwidth) takes the best of all three:
+/// measured in session 5, the prefetched read was 2-15% faster at ~45 GB/s and ~1% at
+/// ~80; in session 6, on another host, loads alone were 1-3% faster at ~56.
+__attribute__((target("avx512f"))) static uint64_t read_avx512(const void *data, int64_t bytes, int64_t distance,
+                                                               int level) {
     const char *p = data;
     __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
     int64_t i = 0;
     for (; i + 256 <= bytes; i += 256) {
         if (distance)
-            for (int line = 0; line < 4; line++) mk_prefetch_weights(p + i + distance + 64 * line);
+            for (int line = 0; line < 4; line++) mk_prefetch_weights(p + i + distance + 64 * line, level);
         a = _mm512_xor_si512(a, _mm512_loadu_si512(p + i));
         b = _mm512_xor_si512(b, _mm512_loadu_si512(p + i + 64));
         c = _mm512_xor_si512(c, _mm512_loadu_si512(p + i + 128));
@@ -92,11 +93,12 @@ __attribute__((target("avx512f"))) static uint64_t read_avx512(const void *data,
 }
 #endif
 
-uint64_t mk_read_bytes(const void *data, int64_t bytes, int64_t prefetch_distance) {
+uint64_t mk_read_bytes(const void *data, int64_t bytes, int64_t prefetch_distance, int level) {
 #if defined(__x86_64__)
-    if (strcmp(mk_isa(), "avx512") == 0) return read_avx512(data, bytes, prefetch_distance);
+    if (strcmp(mk_isa(), "avx512") == 0) return read_avx512(data, bytes, prefetch_distance, level);
 #else
     (void)prefetch_distance;
+    (void)level;
 #endif
     const uint64_t *p = data;
     uint64_t h = 0;

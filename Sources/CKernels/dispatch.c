@@ -40,21 +40,29 @@ static inline const mk_matrix_kernels *kernels(void) {
 
 const char *mk_isa(void) { return kernels()->name; }
 
-/// The decode products' prefetch distance in bytes, and whether it is fixed (1) or the
-/// models may tune it (0); both -1 until first asked, then from MAMBAD_PREFETCH (a
-/// valid number of bytes fixes that distance), else MK_PREFETCH_BYTES, not fixed.
-static _Atomic int64_t prefetch_distance = -1;
+/// The decode products' prefetch plan: distance in bytes, level, and whether it is fixed
+/// (1) or the models may tune it (0); fixed is -1 until first asked, then from
+/// MAMBAD_PREFETCH (a valid plan, "BYTES", "l2:BYTES" or "nta:BYTES", fixes it), else
+/// MK_PREFETCH_BYTES into L2, not fixed.
+static _Atomic int64_t prefetch_distance = MK_PREFETCH_BYTES;
+static _Atomic int prefetch_level = MK_PREFETCH_L2;
 static _Atomic int prefetch_fixed = -1;
 
 static int64_t clamp_distance(long long bytes) { return bytes < 0 ? 0 : bytes > 65536 ? 65536 : bytes / 64 * 64; }
 
+static int known_level(int level) { return level == MK_PREFETCH_NONTEMPORAL ? level : MK_PREFETCH_L2; }
+
 static void prefetch_setting_from_environment(void) {
     if (atomic_load_explicit(&prefetch_fixed, memory_order_acquire) >= 0) return;
     const char *setting = getenv("MAMBAD_PREFETCH");
+    int level = MK_PREFETCH_L2;
+    if (setting && strncmp(setting, "l2:", 3) == 0) setting += 3;
+    else if (setting && strncmp(setting, "nta:", 4) == 0) setting += 4, level = MK_PREFETCH_NONTEMPORAL;
     char *end = NULL;
     const long long wanted = setting ? strtoll(setting, &end, 10) : 0;
     const int fixed = setting && end != setting && *end == 0;
     atomic_store_explicit(&prefetch_distance, fixed ? clamp_distance(wanted) : MK_PREFETCH_BYTES, memory_order_relaxed);
+    atomic_store_explicit(&prefetch_level, fixed ? level : MK_PREFETCH_L2, memory_order_relaxed);
     atomic_store_explicit(&prefetch_fixed, fixed, memory_order_release);
 }
 
@@ -63,19 +71,25 @@ int64_t mk_prefetch_distance(void) {
     return atomic_load_explicit(&prefetch_distance, memory_order_relaxed);
 }
 
-void mk_set_prefetch_distance(int64_t bytes) {
+int mk_prefetch_level(void) {
     prefetch_setting_from_environment();
-    atomic_store_explicit(&prefetch_distance, clamp_distance(bytes), memory_order_relaxed);
+    return atomic_load_explicit(&prefetch_level, memory_order_relaxed);
 }
 
-int mk_prefetch_distance_fixed(void) {
+void mk_set_prefetch(int64_t bytes, int level) {
+    prefetch_setting_from_environment();
+    atomic_store_explicit(&prefetch_distance, clamp_distance(bytes), memory_order_relaxed);
+    atomic_store_explicit(&prefetch_level, known_level(level), memory_order_relaxed);
+}
+
+int mk_prefetch_fixed(void) {
     prefetch_setting_from_environment();
     return atomic_load_explicit(&prefetch_fixed, memory_order_relaxed);
 }
 
-void mk_fix_prefetch_distance(int64_t bytes) {
+void mk_fix_prefetch(int64_t bytes, int level) {
     prefetch_setting_from_environment();
-    if (bytes >= 0) atomic_store_explicit(&prefetch_distance, clamp_distance(bytes), memory_order_relaxed);
+    if (bytes >= 0) mk_set_prefetch(bytes, level);
     atomic_store_explicit(&prefetch_fixed, bytes >= 0, memory_order_relaxed);
 }
 

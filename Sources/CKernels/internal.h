@@ -30,12 +30,13 @@ void mk_packed_gemm_avx2(const mk_packed_matrix *w, const mk_q8_rows *x, float *
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-/// Weights are read once a step, so they are prefetched non-temporal: they need not
-/// displace what is reused (activations, the scan's state) from L2 and L3. Against T0,
-/// steps alternating: equal in the fast state, 0.4-2.7% faster in 8 of 8 slow-state
-/// rounds, 1-4% when the host's bandwidth was degraded (probe ~30 GB/s).
-static inline __attribute__((always_inline)) void mk_prefetch_weights(const void *at) {
-    _mm_prefetch((const char *)at, _MM_HINT_NTA);
+/// Ask for a line of weights ahead of its use, at `level` (MK_PREFETCH_L2 or
+/// MK_PREFETCH_NONTEMPORAL; see CKernels.h). Weights are read once a step, so neither
+/// level keeps them in L1 or L3 longer than needed: against T0 on sessions 3-5's host,
+/// non-temporal was equal in the fast state and 0.4-2.7% faster in the slow one.
+static inline __attribute__((always_inline)) void mk_prefetch_weights(const void *at, int level) {
+    if (level == MK_PREFETCH_L2) _mm_prefetch((const char *)at, _MM_HINT_T1);
+    else _mm_prefetch((const char *)at, _MM_HINT_NTA);
 }
 #endif
 

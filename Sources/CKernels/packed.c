@@ -270,7 +270,7 @@ VNNI static inline __attribute__((always_inline)) __m512i lookup_low(__m512i tab
 
 VNNI static inline __attribute__((always_inline)) void tile_q4(
     const mk_packed_matrix *w, int64_t p, const mk_q8_rows *x, int64_t t0, const int T, float *y, int64_t ldy,
-    const int vbmi, const int64_t prefetch) {
+    const int vbmi, const int64_t prefetch, const int level) {
     const int64_t n = w->cols, blocks = n / 64;
     const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)w->lut));
     const uint8_t *codes = w->codes + p * blocks * 512;
@@ -285,7 +285,7 @@ VNNI static inline __attribute__((always_inline)) void tile_q4(
         if (split)
             for (int t = 0; t < T; t++) hi_dot[t] = _mm512_setzero_si512();
         for (int c = 0; c < 8; c++) {
-            if (prefetch) mk_prefetch_weights(codes + (b * 8 + c) * 64 + prefetch);
+            if (prefetch) mk_prefetch_weights(codes + (b * 8 + c) * 64 + prefetch, level);
             const __m512i v = _mm512_loadu_si512(codes + (b * 8 + c) * 64);
             const __m512i lo = lookup_low(table, v, vbmi);
             const __m512i hi = lookup_low(table, _mm512_srli_epi16(v, 4), vbmi);
@@ -307,7 +307,7 @@ VNNI static inline __attribute__((always_inline)) void tile_q4(
 /// interleave on their own and one chain keeps all accumulators in registers.
 VNNI static inline __attribute__((always_inline)) void tile_u8(
     const mk_packed_matrix *w, const uint8_t *panel, int64_t p, const mk_q8_rows *x, int64_t t0, const int T,
-    float *y, int64_t ldy, const int64_t prefetch) {
+    float *y, int64_t ldy, const int64_t prefetch, const int level) {
     const int64_t n = w->cols, blocks = n / 64;
     const uint8_t *scales = w->scales + p * blocks * 16;
     const int split = T <= 4;
@@ -321,8 +321,8 @@ VNNI static inline __attribute__((always_inline)) void tile_u8(
             for (int t = 0; t < T; t++) odd[t] = _mm512_setzero_si512();
         for (int q = 0; q < 16; q += 2) {
             if (prefetch) {
-                mk_prefetch_weights(panel + (b * 16 + q) * 64 + prefetch);
-                mk_prefetch_weights(panel + (b * 16 + q + 1) * 64 + prefetch);
+                mk_prefetch_weights(panel + (b * 16 + q) * 64 + prefetch, level);
+                mk_prefetch_weights(panel + (b * 16 + q + 1) * 64 + prefetch, level);
             }
             const __m512i v0 = _mm512_loadu_si512(panel + (b * 16 + q) * 64);
             const __m512i v1 = _mm512_loadu_si512(panel + (b * 16 + q + 1) * 64);
@@ -359,35 +359,35 @@ VNNI static void unpack_q4_panel(const mk_packed_matrix *w, int64_t p, uint8_t *
 /// `prefetch`: how far ahead to ask for the panel's lines, when it is streamed from the
 /// packed weights (decode of an int8 matrix); 0 for a decoded copy in scratch.
 VNNI static void tile_u8_any(const mk_packed_matrix *w, const uint8_t *panel, int64_t p, const mk_q8_rows *x,
-                             int64_t t0, int64_t T, float *y, int64_t ldy, int64_t prefetch) {
+                             int64_t t0, int64_t T, float *y, int64_t ldy, int64_t prefetch, int level) {
     switch (T) {
-    case 1: tile_u8(w, panel, p, x, t0, 1, y, ldy, prefetch); break;
-    case 2: tile_u8(w, panel, p, x, t0, 2, y, ldy, prefetch); break;
-    case 3: tile_u8(w, panel, p, x, t0, 3, y, ldy, prefetch); break;
-    case 4: tile_u8(w, panel, p, x, t0, 4, y, ldy, prefetch); break;
-    case 5: tile_u8(w, panel, p, x, t0, 5, y, ldy, prefetch); break;
-    case 6: tile_u8(w, panel, p, x, t0, 6, y, ldy, prefetch); break;
-    case 7: tile_u8(w, panel, p, x, t0, 7, y, ldy, prefetch); break;
-    case 8: tile_u8(w, panel, p, x, t0, 8, y, ldy, prefetch); break;
-    case 9: tile_u8(w, panel, p, x, t0, 9, y, ldy, prefetch); break;
-    case 10: tile_u8(w, panel, p, x, t0, 10, y, ldy, prefetch); break;
-    case 11: tile_u8(w, panel, p, x, t0, 11, y, ldy, prefetch); break;
-    default: tile_u8(w, panel, p, x, t0, TOKENS, y, ldy, prefetch); break;
+    case 1: tile_u8(w, panel, p, x, t0, 1, y, ldy, prefetch, level); break;
+    case 2: tile_u8(w, panel, p, x, t0, 2, y, ldy, prefetch, level); break;
+    case 3: tile_u8(w, panel, p, x, t0, 3, y, ldy, prefetch, level); break;
+    case 4: tile_u8(w, panel, p, x, t0, 4, y, ldy, prefetch, level); break;
+    case 5: tile_u8(w, panel, p, x, t0, 5, y, ldy, prefetch, level); break;
+    case 6: tile_u8(w, panel, p, x, t0, 6, y, ldy, prefetch, level); break;
+    case 7: tile_u8(w, panel, p, x, t0, 7, y, ldy, prefetch, level); break;
+    case 8: tile_u8(w, panel, p, x, t0, 8, y, ldy, prefetch, level); break;
+    case 9: tile_u8(w, panel, p, x, t0, 9, y, ldy, prefetch, level); break;
+    case 10: tile_u8(w, panel, p, x, t0, 10, y, ldy, prefetch, level); break;
+    case 11: tile_u8(w, panel, p, x, t0, 11, y, ldy, prefetch, level); break;
+    default: tile_u8(w, panel, p, x, t0, TOKENS, y, ldy, prefetch, level); break;
     }
 }
 
 #define TILE_Q4_ANY(NAME, TARGET, VBMI)                                                                     \
     TARGET static void NAME(const mk_packed_matrix *w, int64_t p, const mk_q8_rows *x, int64_t T, float *y,     \
-                          int64_t ldy, int64_t pf) {                                                          \
+                          int64_t ldy, int64_t pf, int lv) {                                                  \
         switch (T) {                                                                                          \
-        case 1: tile_q4(w, p, x, 0, 1, y, ldy, VBMI, pf); break;                                              \
-        case 2: tile_q4(w, p, x, 0, 2, y, ldy, VBMI, pf); break;                                              \
-        case 3: tile_q4(w, p, x, 0, 3, y, ldy, VBMI, pf); break;                                              \
-        case 4: tile_q4(w, p, x, 0, 4, y, ldy, VBMI, pf); break;                                              \
-        case 5: tile_q4(w, p, x, 0, 5, y, ldy, VBMI, pf); break;                                              \
-        case 6: tile_q4(w, p, x, 0, 6, y, ldy, VBMI, pf); break;                                              \
-        case 7: tile_q4(w, p, x, 0, 7, y, ldy, VBMI, pf); break;                                              \
-        default: tile_q4(w, p, x, 0, 8, y, ldy, VBMI, pf); break;                                             \
+        case 1: tile_q4(w, p, x, 0, 1, y, ldy, VBMI, pf, lv); break;                                              \
+        case 2: tile_q4(w, p, x, 0, 2, y, ldy, VBMI, pf, lv); break;                                              \
+        case 3: tile_q4(w, p, x, 0, 3, y, ldy, VBMI, pf, lv); break;                                              \
+        case 4: tile_q4(w, p, x, 0, 4, y, ldy, VBMI, pf, lv); break;                                              \
+        case 5: tile_q4(w, p, x, 0, 5, y, ldy, VBMI, pf, lv); break;                                              \
+        case 6: tile_q4(w, p, x, 0, 6, y, ldy, VBMI, pf, lv); break;                                              \
+        case 7: tile_q4(w, p, x, 0, 7, y, ldy, VBMI, pf, lv); break;                                              \
+        default: tile_q4(w, p, x, 0, 8, y, ldy, VBMI, pf, lv); break;                                             \
         }                                                                                                     \
     }
 TILE_Q4_ANY(tile_q4_any_pshufb, VNNI, 0)
@@ -399,10 +399,11 @@ VNNI static void gemm_vnni(const mk_packed_matrix *w, const mk_q8_rows *x, float
     const int64_t blocks = w->cols / 64;
     uint8_t *unpacked = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     const int64_t prefetch = mk_prefetch_distance();
+    const int level = mk_prefetch_level();
     for (int64_t p = p0; p < p1; p++) {
         if (w->bits == 4 && x->rows <= 8) {
-            if (vbmi) tile_q4_any_vpermb(w, p, x, x->rows, y, ldy, prefetch);
-            else tile_q4_any_pshufb(w, p, x, x->rows, y, ldy, prefetch);
+            if (vbmi) tile_q4_any_vpermb(w, p, x, x->rows, y, ldy, prefetch, level);
+            else tile_q4_any_pshufb(w, p, x, x->rows, y, ldy, prefetch, level);
             continue;
         }
         const uint8_t *panel = w->codes + p * blocks * 1024;
@@ -412,7 +413,7 @@ VNNI static void gemm_vnni(const mk_packed_matrix *w, const mk_q8_rows *x, float
         }
         for (int64_t t0 = 0; t0 < x->rows; t0 += TOKENS) {
             const int64_t T = x->rows - t0 < TOKENS ? x->rows - t0 : TOKENS;
-            tile_u8_any(w, panel, p, x, t0, T, y, ldy, w->bits == 8 && x->rows <= 8 ? prefetch : 0);
+            tile_u8_any(w, panel, p, x, t0, T, y, ldy, w->bits == 8 && x->rows <= 8 ? prefetch : 0, level);
         }
     }
 }

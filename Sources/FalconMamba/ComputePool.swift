@@ -40,13 +40,12 @@ public final class ComputePool: @unchecked Sendable {
     /// fast path's int8 kernel ("avx512-vnni", "avx2" or "scalar").
     public static var instructionSet: String { String(cString: mk_isa()) + ", int8 " + String(cString: mk_q8_path()) }
 
-    /// How many bytes ahead the decode products prefetch their weights (0: not at all),
-    /// for the whole process; nil (the default): each model chooses on its own decode
-    /// steps (PrefetchTuner). MAMBAD_PREFETCH=BYTES fixes it from the start; a distance
-    /// is rounded down to whole lines and capped at 64 KiB.
-    public static var fixedPrefetchDistance: Int? {
-        get { mk_prefetch_distance_fixed() != 0 ? Int(mk_prefetch_distance()) : nil }
-        set { mk_fix_prefetch_distance(newValue.map { Int64(max(0, $0)) } ?? -1) }
+    /// How the decode products prefetch their weights, for the whole process; nil (the
+    /// default): each model chooses on its own decode steps (PrefetchTuner).
+    /// MAMBAD_PREFETCH (`0`, `BYTES`, `l2:BYTES`, `nta:BYTES`) fixes it from the start.
+    public static var fixedPrefetch: PrefetchPlan? {
+        get { mk_prefetch_fixed() != 0 ? PrefetchPlan.current : nil }
+        set { mk_fix_prefetch(newValue.map { Int64($0.distance) } ?? -1, newValue?.level.kernelValue ?? Int32(MK_PREFETCH_L2)) }
     }
 
     /// body(i) for i in 0..<tasks, spread over the pool; returns when all are done.

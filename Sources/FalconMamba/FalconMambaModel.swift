@@ -327,8 +327,8 @@ extension FalconMambaModel {
 
     /// Read the weights a decode step reads, on the pool's threads: the packed copy on
     /// the fast path, else every mapped checkpoint byte. The bandwidth a decode step could
-    /// reach at best, in bytes per second (the best of four passes after a warm-up one,
-    /// two with loads alone and two prefetched).
+    /// reach at best, in bytes per second (the best of six passes after a warm-up one,
+    /// alternating between loads alone and loads prefetched into L2 and non-temporal).
     public func probeReadBandwidth() -> Double {
         let chunk = 8 << 20
         var regions: [(UnsafeRawPointer, Int)] = []
@@ -343,17 +343,20 @@ extension FalconMambaModel {
         }
         let total = pieces.reduce(0) { $0 + $1.1 }
         // One pass to bring every page in (a page-cache miss would measure the disk), then
-        // the best of four: the host's bandwidth drifts, and the probe is the ceiling. Passes
-        // alternate between loads alone and loads prefetched (at the fixed distance, else
-        // 6 KiB): which reads faster depends on the host and its state.
+        // the best of six: the host's bandwidth drifts, and the probe is the ceiling. Passes
+        // cycle through loads alone and loads prefetched into L2 and non-temporal (at the
+        // fixed distance, else 6 KiB): which reads faster depends on the host and its state.
         var best = 0.0
-        let distance = Int64(ComputePool.fixedPrefetchDistance.flatMap { $0 > 0 ? $0 : nil } ?? Int(MK_PREFETCH_BYTES))
-        for pass in 0..<5 {
+        let distance = ComputePool.fixedPrefetch.flatMap { $0.distance > 0 ? $0.distance : nil } ?? Int(MK_PREFETCH_BYTES)
+        let plans = [PrefetchPlan.off, PrefetchPlan(distance: distance, level: .l2), PrefetchPlan(distance: distance, level: .nonTemporal)]
+        for pass in 0..<7 {
             let clock = ContinuousClock(), start = clock.now
             var sink = [UInt64](repeating: 0, count: pieces.count)
-            let ahead = pass % 2 == 1 ? distance : 0
+            let plan = plans[pass % plans.count]
             sink.withUnsafeMutableBufferPointer { sink in
-                pool.parallelFor(pieces.count) { i in sink[i] = mk_read_bytes(pieces[i].0, Int64(pieces[i].1), ahead) }
+                pool.parallelFor(pieces.count) { i in
+                    sink[i] = mk_read_bytes(pieces[i].0, Int64(pieces[i].1), Int64(plan.distance), plan.level.kernelValue)
+                }
             }
             let seconds = (clock.now - start).seconds
             precondition(sink.count == pieces.count)

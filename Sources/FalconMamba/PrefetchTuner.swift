@@ -4,30 +4,32 @@ import Glibc
 import CKernels
 import Synchronization
 
-/// Chooses, on live decode steps, how far ahead the decode products prefetch their
-/// weights (`mk_prefetch_distance`).
+/// Chooses, on live decode steps, how the decode products prefetch their weights
+/// (`PrefetchPlan`: how far ahead, into which cache level).
 ///
-/// No one distance is best everywhere. On the host sessions 3-5 measured, prefetching
-/// 6 KiB ahead made batch-1 decode 8% faster in the host's fast bandwidth state than the
-/// hardware prefetchers alone; on session 6's host (same machine kind) the hardware
-/// prefetchers alone were 8-12% faster at batch 1 in its fast state and 0-8% in its slow
-/// one, while at batch 4, whose product computes more per byte, they were 15-20%
-/// slower (steps alternating in one process, `mambad bench --prefetch 6144,0`). So each
-/// kind of step (rows, with or without logits) races the candidates: a few steps of each,
-/// alternating so that all see the same bandwidth state, then the fastest for the next
-/// `exploitSteps` steps, then another race, since the host's state drifts. A race costs
-/// at most `rounds` steps at the slower distance in `rounds * candidates + exploitSteps`
-/// (3 in 66 by default: at 10% slower, 0.5% of decode speed).
+/// No one plan is best everywhere. On the host sessions 3-5 measured, prefetching 6 KiB
+/// ahead non-temporal made batch-1 decode 8% faster in the host's fast bandwidth state
+/// than the hardware prefetchers alone; on session 6's host (same machine kind) the
+/// hardware prefetchers alone were 8-12% faster at batch 1 in its fast state and 0-8% in
+/// its slow one, while at batch 4, whose product computes more per byte, they were
+/// 15-20% slower; on session 7's host, prefetching 6 KiB into L2 instead of non-temporal
+/// made batch 4 another ~21% faster, batch 2 ~8% and batch 8 ~3%, and batch 1 0-10%
+/// slower (steps alternating in one process, `mambad bench --prefetch l2:6144,nta:6144,0`).
+/// So each kind of step (rows, with or without logits) races the candidates: a few steps
+/// of each, alternating so that all see the same bandwidth state, then the fastest for
+/// the next `exploitSteps` steps, then another race, since the host's state drifts. A
+/// race costs at most `rounds` steps of each slower candidate in
+/// `rounds * candidates + exploitSteps` (6 in 69 by default).
 ///
-/// The distance only changes when lines are asked for, never what is computed. With
-/// `ComputePool.fixedPrefetchDistance` set (MAMBAD_PREFETCH, `bench --prefetch`) the
-/// tuner leaves the distance alone.
+/// The plan only changes when lines are asked for, never what is computed. With
+/// `ComputePool.fixedPrefetch` set (MAMBAD_PREFETCH, `bench --prefetch`) the tuner
+/// leaves the plan alone.
 final class PrefetchTuner: Sendable {
-    let candidates: [Int]
+    let candidates: [PrefetchPlan]
     let rounds: Int
     let exploitSteps: Int
 
-    init(candidates: [Int] = [Int(MK_PREFETCH_BYTES), 0], rounds: Int = 3, exploitSteps: Int = 60) {
+    init(candidates: [PrefetchPlan] = [.l2, .off, .nonTemporal], rounds: Int = 3, exploitSteps: Int = 60) {
         precondition(!candidates.isEmpty && rounds > 0 && exploitSteps > 0)
         self.candidates = candidates
         self.rounds = rounds
@@ -71,20 +73,20 @@ final class PrefetchTuner: Sendable {
     private let races = Mutex<[Int: Race]>([:])
 
     /// Runs `step` (a forward of `rows` rows; `logits`: it ends in the lm_head) with the
-    /// decode products prefetching at the distance this kind of step races or has chosen
+    /// decode products prefetching by the plan this kind of step races or has chosen
     /// (also passed to `step`), and records how long it took.
-    func run<T>(rows: Int, logits: Bool, _ step: (Int) -> T) -> T {
-        if let fixed = ComputePool.fixedPrefetchDistance { return step(fixed) }
+    func run<T>(rows: Int, logits: Bool, _ step: (PrefetchPlan) -> T) -> T {
+        if let fixed = ComputePool.fixedPrefetch { return step(fixed) }
         let key = rows * 2 + (logits ? 1 : 0), fresh = Race(candidates: candidates.count)
         let candidate = races.withLock { $0[key, default: fresh].candidate }
-        let distance = candidates[candidate]
-        mk_set_prefetch_distance(Int64(distance))
+        let plan = candidates[candidate]
+        plan.apply()
         let start = ContinuousClock.now
-        let result = step(distance)
+        let result = step(plan)
         let elapsed = (ContinuousClock.now - start).seconds
         races.withLock { races in
             // Another thread may have moved this race on meanwhile: count the step only
-            // where it ran at the distance the race is at.
+            // where it ran by the plan the race is at.
             if races[key, default: fresh].candidate == candidate {
                 races[key, default: fresh].record(elapsed, rounds: rounds, exploitSteps: exploitSteps)
             }
@@ -93,7 +95,7 @@ final class PrefetchTuner: Sendable {
     }
 
     /// For each kind of step seen, how many races each candidate won, as
-    /// "rows 1+logits: 6144 won 3, 0 won 9".
+    /// "rows 1+logits: l2:6144 won 3, 0 won 9, nta:6144 won 0".
     var summary: [String] {
         races.withLock { races in
             races.keys.sorted().map { key in

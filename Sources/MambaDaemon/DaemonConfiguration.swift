@@ -17,9 +17,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var packedCache: String?
     /// Compute threads (0 = one per core).
     public var threads: Int = 0
-    /// How far ahead, in bytes, the decode products prefetch their weights (0: not at
-    /// all); nil ("auto"): raced on the decode steps themselves (PrefetchTuner).
-    public var prefetch: Int?
+    /// How the decode products prefetch their weights (`0`: not at all, `BYTES` or
+    /// `l2:BYTES` into L2, `nta:BYTES` non-temporal); nil ("auto"): raced on the decode
+    /// steps themselves (PrefetchTuner).
+    public var prefetch: PrefetchPlan?
     public var maxMessageBytes: Int = 8 << 20
     public var maxHeaderBytes: Int = 8 << 10
     /// Elements of one JSON-RPC batch.
@@ -92,10 +93,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
             case "threads": threads = try int()
             case "prefetch":
                 if value == "auto" { prefetch = nil; break }
-                guard let n = try? int(), n <= 65536 else {
-                    throw .badValue(source: source, key: key, value: value, expected: "auto or bytes from 0 to 64K")
+                guard let plan = PrefetchPlan(value) else {
+                    throw .badValue(source: source, key: key, value: value,
+                                    expected: "auto, or bytes from 0 to 64K, optionally l2: or nta: before them")
                 }
-                prefetch = n
+                prefetch = plan
             case "max-message-bytes": maxMessageBytes = try int(min: 1024)
             case "max-header-bytes": maxHeaderBytes = try int(min: 64)
             case "max-batch": maxBatch = try int(min: 1)

@@ -20,7 +20,7 @@ struct Engine: Sendable {
     static func load(_ config: DaemonConfiguration, logger: Logger, phase: (String) -> Void = { _ in }) throws -> Engine {
         guard let directory = config.model else { throw ServeError.noModel }
         let pool = config.threads > 0 ? ComputePool(threads: config.threads) : ComputePool.shared
-        if let distance = config.prefetch { ComputePool.fixedPrefetchDistance = distance }
+        if let plan = config.prefetch { ComputePool.fixedPrefetch = plan }
         phase(config.precision == "exact" ? "mapping the model: \(directory)"
                   : "mapping the model and its packed weights: \(directory)")
         let precision: Precision = config.precision == "exact" ? .exact : .fast

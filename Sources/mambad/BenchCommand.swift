@@ -34,8 +34,8 @@ struct Bench: ParsableCommand {
     var lmHead: LMHeadPrecision = .int8
 
     @Option(help: ArgumentHelp(
-        "Comma-separated prefetch distances in bytes for the decode products (0: none); several alternate step by step (default: MAMBAD_PREFETCH, else auto: chosen on the decode steps, as serve does).",
-        valueName: "bytes"))
+        "Comma-separated prefetch plans for the decode products: 0 (none), BYTES or l2:BYTES (into L2), nta:BYTES (non-temporal); several alternate step by step (default: MAMBAD_PREFETCH, else auto: raced on the decode steps, as serve does).",
+        valueName: "plans"))
     var prefetch: String?
 
     @Option(help: "Interleaved repetitions (medians are reported).")
@@ -62,7 +62,14 @@ struct Bench: ParsableCommand {
     func run() throws {
         let threadCounts = try parseTokenList(threads)
         // nil: the models' tuner picks (what serve does)
-        let distances: [Int?] = try prefetch.map { try parseTokenList($0) } ?? [ComputePool.fixedPrefetchDistance]
+        let plans: [PrefetchPlan?] = try prefetch.map { list in
+            try list.split(separator: ",").map { text in
+                guard let plan = PrefetchPlan(String(text)) else {
+                    throw ValidationError("bad prefetch plan '\(text)': want 0, BYTES, l2:BYTES or nta:BYTES, up to 64K")
+                }
+                return plan
+            }
+        } ?? [ComputePool.fixedPrefetch]
         let batches = try parseTokenList(batch)
         let precisions = try precision.split(separator: ",").map { name in
             guard let p = Precision(rawValue: String(name)) else { throw ValidationError("unknown precision '\(name)'") }
@@ -74,7 +81,7 @@ struct Bench: ParsableCommand {
         for _ in 0..<prompt { promptTokens.append(Int(generator.next() % UInt64(probeModel.vocabSize))) }
         print("model \(model): \(String(format: "%.2f", Double(probeModel.checkpoint.mappedBytes) / 1e9)) GB of checkpoint, " +
               "\(ProcessInfo.processInfo.activeProcessorCount) cores, kernels \(ComputePool.instructionSet)")
-        var header = pad("threads", 9) + pad("precision", 11) + pad("prefetch", 10) + pad("load s", 8) + pad("GB/step", 9)
+        var header = pad("threads", 9) + pad("precision", 11) + pad("prefetch", 11) + pad("load s", 8) + pad("GB/step", 9)
         header += pad("probe GB/s", 12) + pad("pp\(prompt) tok/s", 15)
         header += batches.map { pad("tg b=\($0) tok/s", 16) }.joined()
         header += pad("tg GB/s", 9) + pad("of probe", 10) + "RSS beyond weights"
@@ -87,39 +94,39 @@ struct Bench: ParsableCommand {
                 let engine = try FalconMambaModel(directory: model, precision: p, lmHead: lmHead, pool: pool, cache: cache)
                 let loadSeconds = (clock.now - loadStart).seconds
                 let bytesPerStep = Double(engine.bytesReadPerToken)
-                // For each prefetch distance: probes, prefills, and decodes at each batch size.
-                var probes = distances.map { _ in [Double]() }, prefills = probes
-                var decodes = distances.map { _ in batches.map { _ in [Double]() } }
+                // For each prefetch plan: probes, prefills, and decodes at each batch size.
+                var probes = plans.map { _ in [Double]() }, prefills = probes
+                var decodes = plans.map { _ in batches.map { _ in [Double]() } }
                 for round in 0..<self.repeat {
-                    for (d, distance) in distances.enumerated() {
-                        ComputePool.fixedPrefetchDistance = distance
+                    for (d, plan) in plans.enumerated() {
+                        ComputePool.fixedPrefetch = plan
                         probes[d].append(engine.probeReadBandwidth())
                         prefills[d].append(try measurePrefill(engine, promptTokens))
                     }
                     for (i, b) in batches.enumerated() {
-                        let rates = try measureDecode(engine, batch: b, steps: tokens, distances: distances)
-                        for d in distances.indices { decodes[d][i].append(rates[d]) }
+                        let rates = try measureDecode(engine, batch: b, steps: tokens, plans: plans)
+                        for d in plans.indices { decodes[d][i].append(rates[d]) }
                     }
                     if each {
-                        let line = distances.indices.map { d in
-                            "prefetch \(Self.name(distances[d])): probe " + String(format: "%.1f", probes[d][round] / 1e9) + " tg "
+                        let line = plans.indices.map { d in
+                            "prefetch \(Self.name(plans[d])): probe " + String(format: "%.1f", probes[d][round] / 1e9) + " tg "
                                 + batches.indices.map { String(format: "%.2f", decodes[d][$0][round]) }.joined(separator: "/")
                         }
                         print("  round \(round + 1): " + line.joined(separator: ", "))
                     }
                 }
-                ComputePool.fixedPrefetchDistance = distances[0]
+                ComputePool.fixedPrefetch = plans[0]
                 // Resident memory that is not weights: anonymous pages, less the packed copy
                 // when it lives there (file-backed pages, the checkpoint's or the packed
                 // cache file's, are the weights themselves).
                 let anonymousWeights = engine.packSource == .packed(cacheFile: nil) ? engine.packedBytes : 0
                 let beyond = Double(Self.statusKilobytes("RssAnon") * 1024 - anonymousWeights) / 1e6
-                for (d, distance) in distances.enumerated() {
+                for (d, plan) in plans.enumerated() {
                     let probe = median(probes[d]), single = median(decodes[d][0])
                     // one pass over the weights per step, and each sequence's state
                     let batchBytes = bytesPerStep + Double((batches[0] - 1) * engine.config.stateBytesPerSequence)
                     let gbps = single * batchBytes / Double(batches[0]) / 1e9
-                    var row = pad("\(count)", 9) + pad(p.rawValue, 11) + pad(Self.name(distance), 10)
+                    var row = pad("\(count)", 9) + pad(p.rawValue, 11) + pad(Self.name(plan), 11)
                     row += pad(String(format: "%.2f", loadSeconds), 8)
                     row += pad(String(format: "%.2f", bytesPerStep / 1e9), 9) + pad(String(format: "%.1f", probe / 1e9), 12)
                     row += pad(String(format: "%.1f", median(prefills[d])), 15)
@@ -128,7 +135,7 @@ struct Bench: ParsableCommand {
                     print(row + String(format: "%.0f MB", beyond))
                 }
                 print("  " + Self.describe(engine.packSource))
-                if distances == [nil], !engine.prefetchChoices.isEmpty {
+                if plans == [nil], !engine.prefetchChoices.isEmpty {
                     print("  prefetch races won: " + engine.prefetchChoices.joined(separator: "; "))
                 }
             }
@@ -136,8 +143,8 @@ struct Bench: ParsableCommand {
         if checkAccuracy { try reportAccuracy(promptTokens) }
     }
 
-    /// A prefetch distance as the table shows it: bytes, or "auto" (the tuner's).
-    static func name(_ distance: Int?) -> String { distance.map { "\($0)" } ?? "auto" }
+    /// A prefetch plan as the table shows it, or "auto" (the tuner's).
+    static func name(_ plan: PrefetchPlan?) -> String { plan.map { "\($0)" } ?? "auto" }
 
     static func describe(_ source: FalconMambaModel.PackSource) -> String {
         switch source {
@@ -164,17 +171,17 @@ struct Bench: ParsableCommand {
     }
 
     /// Generated tokens per second (all sequences together) for `batch` sequences decoding
-    /// in step, `steps` steps at each prefetch distance. With several distances the steps
+    /// in step, `steps` steps by each prefetch plan. With several plans the steps
     /// alternate between them, so that each sees the same bandwidth state of the host.
-    func measureDecode(_ engine: FalconMambaModel, batch: Int, steps: Int, distances: [Int?]) throws -> [Double] {
+    func measureDecode(_ engine: FalconMambaModel, batch: Int, steps: Int, plans: [PrefetchPlan?]) throws -> [Double] {
         var states = (0..<batch).map { _ in engine.newState() }
         var next = (0..<batch).map { 100 + $0 }
         _ = try engine.decodeBatch(next, states: &states)  // warm up
-        var seconds = distances.map { _ in 0.0 }
+        var seconds = plans.map { _ in 0.0 }
         let clock = ContinuousClock()
-        for step in 0..<(steps * distances.count) {
-            let d = step % distances.count
-            if distances.count > 1 { ComputePool.fixedPrefetchDistance = distances[d] }
+        for step in 0..<(steps * plans.count) {
+            let d = step % plans.count
+            if plans.count > 1 { ComputePool.fixedPrefetch = plans[d] }
             let start = clock.now
             let output = try engine.decodeBatch(next, states: &states)
             seconds[d] += (clock.now - start).seconds

@@ -40,8 +40,8 @@ struct Serve: ParsableCommand {
     var threads: String?
 
     @Option(help: ArgumentHelp(
-        "How far ahead the decode products prefetch their weights, in bytes (0: not at all), or auto: raced on the decode steps (default auto, or MAMBAD_PREFETCH).",
-        valueName: "auto|bytes"))
+        "How the decode products prefetch their weights: 0 (not at all), BYTES or l2:BYTES (that far ahead into L2), nta:BYTES (non-temporal), or auto: raced on the decode steps (default auto, or MAMBAD_PREFETCH).",
+        valueName: "auto|plan"))
     var prefetch: String?
 
     @Option(name: .customLong("max-active"), help: ArgumentHelp("Requests run at once; their decode steps share passes over the weights (default 8).", valueName: "n"))

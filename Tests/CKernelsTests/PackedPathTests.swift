@@ -265,24 +265,29 @@ extension KernelTests {
         expectVectorPathsMatch(packed, xs, tokens: tokens, definition: slow)
     }
 
-    /// How far ahead the decode products prefetch is a process-wide setting: clamped to
-    /// whole lines in [0, 64 KiB], and it changes when lines are asked for, never what is
-    /// computed (4-bit and int8 decode tiles, any batch size up to 8).
-    @Test func prefetchDistanceIsASettingThatNeverChangesTheProduct() {
-        let initial = mk_prefetch_distance()
-        defer { mk_set_prefetch_distance(initial) }
+    /// How the decode products prefetch is a process-wide setting: the distance clamped
+    /// to whole lines in [0, 64 KiB], the level L2 or non-temporal (anything else counts as
+    /// L2), and it changes when lines are asked for, never what is computed (4-bit and int8
+    /// decode tiles, any batch size up to 8).
+    @Test func prefetchPlanIsASettingThatNeverChangesTheProduct() {
+        let initial = (mk_prefetch_distance(), mk_prefetch_level())
+        defer { mk_set_prefetch(initial.0, initial.1) }
+        let l2 = Int32(MK_PREFETCH_L2), nta = Int32(MK_PREFETCH_NONTEMPORAL)
         for (set, expected): (Int64, Int64) in [(0, 0), (6144, 6144), (4100, 4096), (-5, 0), (1 << 20, 65536)] {
-            mk_set_prefetch_distance(set)
+            mk_set_prefetch(set, nta)
             #expect(mk_prefetch_distance() == expected, "set \(set)")
+            #expect(mk_prefetch_level() == nta)
         }
+        mk_set_prefetch(64, 7)
+        #expect(mk_prefetch_level() == l2)
         let q = RandomQ4(rows: 48, cols: 512, blocksize: 64, seed: 5)
         let q4 = Packed.q4(q)
         var random = TestRandom(state: 17)
         for tokens in [1, 3, 8] {
             let xs = (0..<tokens * q.cols).map { _ in random.float() }
             var results: [[Float]] = []
-            for distance: Int64 in [0, 6144, 64, 65536] {
-                mk_set_prefetch_distance(distance)
+            for (distance, level): (Int64, Int32) in [(0, l2), (6144, l2), (6144, nta), (64, nta), (65536, l2)] {
+                mk_set_prefetch(distance, level)
                 results.append(q4.gemm(xs, tokens: tokens))
             }
             for r in results.dropFirst() { #expect(r == results[0], "4-bit, \(tokens) tokens") }

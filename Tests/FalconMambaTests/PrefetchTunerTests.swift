@@ -6,72 +6,102 @@ import Glibc
 #endif
 
 /// The prefetch tuner: its races on given step times, and on real steps whose speed
-/// depends on the distance they run at.
+/// depends on the plan they run by; and the plans as the settings write them.
 @Suite(.serialized) struct PrefetchTunerTests {
-    /// The distances a race runs its steps at, fed `seconds(distance)` as each step's time.
-    static func schedule(_ steps: Int, candidates: [Int], rounds: Int, exploit: Int,
-                         seconds: (Int) -> Double) -> (ran: [Int], wins: [Int]) {
-        var race = PrefetchTuner.Race(candidates: candidates.count), ran: [Int] = []
+    static let l2 = PrefetchPlan.l2, off = PrefetchPlan.off, nta = PrefetchPlan.nonTemporal
+
+    /// The plans a race runs its steps by, fed `seconds(plan)` as each step's time.
+    static func schedule(_ steps: Int, candidates: [PrefetchPlan], rounds: Int, exploit: Int,
+                         seconds: (PrefetchPlan) -> Double) -> (ran: [PrefetchPlan], wins: [Int]) {
+        var race = PrefetchTuner.Race(candidates: candidates.count), ran: [PrefetchPlan] = []
         for _ in 0..<steps {
-            let distance = candidates[race.candidate]
-            ran.append(distance)
-            race.record(seconds(distance), rounds: rounds, exploitSteps: exploit)
+            let plan = candidates[race.candidate]
+            ran.append(plan)
+            race.record(seconds(plan), rounds: rounds, exploitSteps: exploit)
         }
         return (ran, race.wins)
     }
 
-    @Test func racesAlternateThenTheFasterDistanceRunsUntilTheNextRace() {
-        // 6144 slow at first; after the first race the host changes and 0 becomes slow
+    @Test func racesAlternateThenTheFasterPlanRunsUntilTheNextRace() {
+        // l2 slow at first; after the first race the host changes and off becomes slow
         var step = 0
-        let (ran, wins) = Self.schedule(18, candidates: [6144, 0], rounds: 2, exploit: 5) { distance in
+        let (ran, wins) = Self.schedule(18, candidates: [Self.l2, Self.off], rounds: 2, exploit: 5) { plan in
             step += 1
-            return (step <= 9) == (distance == 6144) ? 0.010 : 0.009
+            return (step <= 9) == (plan == Self.l2) ? 0.010 : 0.009
         }
-        #expect(ran == [6144, 0, 6144, 0, 0, 0, 0, 0, 0, 6144, 0, 6144, 0, 6144, 6144, 6144, 6144, 6144])
+        let (l2, off) = (Self.l2, Self.off)
+        #expect(ran == [l2, off, l2, off, off, off, off, off, off, l2, off, l2, off, l2, l2, l2, l2, l2])
         #expect(wins == [1, 1])
     }
 
     @Test func aTieKeepsTheFirstCandidate() {
-        let (ran, _) = Self.schedule(6, candidates: [6144, 0, 2048], rounds: 1, exploit: 3) { _ in 0.01 }
-        #expect(ran == [6144, 0, 2048, 6144, 6144, 6144])
+        let (ran, _) = Self.schedule(6, candidates: [Self.l2, Self.off, Self.nta], rounds: 1, exploit: 3) { _ in 0.01 }
+        #expect(ran == [Self.l2, Self.off, Self.nta, Self.l2, Self.l2, Self.l2])
     }
 
-    /// Real steps through `run`: the slow distance sleeps 30 ms, the other not at all.
+    @Test func theDefaultRaceHasNoneAndBothLevels() {
+        #expect(PrefetchTuner().candidates == [Self.l2, Self.off, Self.nta])
+    }
+
+    /// Real steps through `run`: each plan's steps sleep a different time (the kernels are
+    /// told the plan, read back from them), so the race's outcome is certain.
     @Test func eachKindOfStepHasItsOwnRace() {
-        let saved = ComputePool.fixedPrefetchDistance
-        ComputePool.fixedPrefetchDistance = nil  // MAMBAD_PREFETCH may have fixed it
-        defer { ComputePool.fixedPrefetchDistance = saved }
-        let tuner = PrefetchTuner(candidates: [6144, 0], rounds: 1, exploitSteps: 3)
-        func step(_ distance: Int, slow: Int) -> Int {
-            if distance == slow { usleep(30_000) }
-            return distance
+        let saved = ComputePool.fixedPrefetch
+        ComputePool.fixedPrefetch = nil  // MAMBAD_PREFETCH may have fixed it
+        defer { ComputePool.fixedPrefetch = saved }
+        let tuner = PrefetchTuner(candidates: [Self.l2, Self.off, Self.nta], rounds: 1, exploitSteps: 3)
+        func step(_ plan: PrefetchPlan, slowest: PrefetchPlan, slower: PrefetchPlan) -> PrefetchPlan {
+            #expect(PrefetchPlan.current == plan, "the kernels prefetch by the plan the step is told")
+            if plan == slowest { usleep(30_000) }
+            if plan == slower { usleep(15_000) }
+            return plan
         }
-        var one: [Int] = [], four: [Int] = []
-        for _ in 0..<5 {
-            one.append(tuner.run(rows: 1, logits: true) { step($0, slow: 6144) })
-            four.append(tuner.run(rows: 4, logits: true) { step($0, slow: 0) })
+        var one: [PrefetchPlan] = [], four: [PrefetchPlan] = []
+        for _ in 0..<6 {
+            one.append(tuner.run(rows: 1, logits: true) { step($0, slowest: Self.l2, slower: Self.nta) })
+            four.append(tuner.run(rows: 4, logits: true) { step($0, slowest: Self.off, slower: Self.nta) })
         }
-        #expect(one == [6144, 0, 0, 0, 0])
-        #expect(four == [6144, 0, 6144, 6144, 6144])
-        #expect(tuner.summary == ["rows 1+logits: 6144 won 0, 0 won 1", "rows 4+logits: 6144 won 1, 0 won 0"])
+        #expect(one == [Self.l2, Self.off, Self.nta, Self.off, Self.off, Self.off])
+        #expect(four == [Self.l2, Self.off, Self.nta, Self.l2, Self.l2, Self.l2])
+        #expect(tuner.summary == ["rows 1+logits: l2:6144 won 0, 0 won 1, nta:6144 won 0",
+                                  "rows 4+logits: l2:6144 won 1, 0 won 0, nta:6144 won 0"])
     }
 
-    @Test func aFixedDistanceIsLeftAlone() {
-        let tuner = PrefetchTuner(candidates: [6144, 0], rounds: 1, exploitSteps: 3)
-        let saved = ComputePool.fixedPrefetchDistance
-        ComputePool.fixedPrefetchDistance = 2048
-        defer { ComputePool.fixedPrefetchDistance = saved }
+    @Test func aFixedPlanIsLeftAlone() {
+        let tuner = PrefetchTuner(candidates: [Self.l2, Self.off], rounds: 1, exploitSteps: 3)
+        let saved = ComputePool.fixedPrefetch
+        let fixed = PrefetchPlan(distance: 2048, level: .nonTemporal)
+        ComputePool.fixedPrefetch = fixed
+        defer { ComputePool.fixedPrefetch = saved }
         for _ in 0..<4 {
-            #expect(tuner.run(rows: 1, logits: true) { $0 } == 2048)
+            #expect(tuner.run(rows: 1, logits: true) { $0 } == fixed)
             #expect(mk_prefetch_distance() == 2048)
+            #expect(mk_prefetch_level() == Int32(MK_PREFETCH_NONTEMPORAL))
         }
         #expect(tuner.summary.isEmpty)
         // a fixed distance is clamped as any distance is; a tuner's setting keeps it fixed
-        ComputePool.fixedPrefetchDistance = 2100
-        #expect(ComputePool.fixedPrefetchDistance == 2048)
-        mk_set_prefetch_distance(0)
-        #expect(ComputePool.fixedPrefetchDistance == 0)
-        ComputePool.fixedPrefetchDistance = nil
-        #expect(ComputePool.fixedPrefetchDistance == nil)
+        ComputePool.fixedPrefetch = PrefetchPlan(distance: 2100)
+        #expect(ComputePool.fixedPrefetch == PrefetchPlan(distance: 2048, level: .l2))
+        mk_set_prefetch(0, Int32(MK_PREFETCH_L2))
+        #expect(ComputePool.fixedPrefetch == .off)
+        ComputePool.fixedPrefetch = nil
+        #expect(ComputePool.fixedPrefetch == nil)
+    }
+
+    @Test func plansAsTheSettingsWriteThem() {
+        #expect(PrefetchPlan("0") == .off)
+        #expect(PrefetchPlan("6144") == .l2)
+        #expect(PrefetchPlan("l2:6K") == .l2)
+        #expect(PrefetchPlan("nta:6144") == .nonTemporal)
+        #expect(PrefetchPlan("nta:0") == .off)
+        #expect(PrefetchPlan("nta:32") == .off)
+        #expect(PrefetchPlan("4100") == PrefetchPlan(distance: 4096))
+        #expect(PrefetchPlan("64K") == PrefetchPlan(distance: 65536))
+        for bad in ["", "l2:", "nta", "-64", "65600", "1M", "t0:64", "6144 ", "６"] {
+            #expect(PrefetchPlan(bad) == nil, "\(bad)")
+        }
+        for plan in [PrefetchPlan.off, .l2, .nonTemporal, PrefetchPlan(distance: 128, level: .nonTemporal)] {
+            #expect(PrefetchPlan(plan.description) == plan)
+        }
     }
 }

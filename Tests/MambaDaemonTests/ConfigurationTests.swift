@@ -1,3 +1,4 @@
+import FalconMamba
 @testable import MambaDaemon
 import Testing
 
@@ -25,12 +26,14 @@ import Testing
         #expect(c.maxQueue == 8)
         #expect(c.logLevel == .debug)
         #expect(c.lmHead == .rescored4bit)
-        #expect(c.prefetch == 4096)
+        #expect(c.prefetch == PrefetchPlan(distance: 4096, level: .l2))
         try c.apply([("max-queue", "2"), ("prefetch", "auto")], source: "flags")
         #expect(c.maxQueue == 2)
         #expect(c.prefetch == nil)
         try c.apply([("prefetch", "0")], source: "flags")
-        #expect(c.prefetch == 0)
+        #expect(c.prefetch == PrefetchPlan.off)
+        try c.apply([("prefetch", "nta:6144")], source: "flags")
+        #expect(c.prefetch == PrefetchPlan.nonTemporal)
     }
 
     @Test func badSettingsAreNamed() {
@@ -47,7 +50,7 @@ import Testing
             try c.apply([("lm-head", "2bit")], source: "flags")
         }
         #expect(throws: ConfigurationError.self) { try c.apply([("socket-mode", "999")], source: "flags") }
-        #expect(throws: ConfigurationError.badValue(source: "flags", key: "prefetch", value: "1M", expected: "auto or bytes from 0 to 64K")) {
+        #expect(throws: ConfigurationError.badValue(source: "flags", key: "prefetch", value: "1M", expected: "auto, or bytes from 0 to 64K, optionally l2: or nta: before them")) {
             try c.apply([("prefetch", "1M")], source: "flags")
         }
         #expect(throws: ConfigurationError.self) { try c.apply([("prefetch", "soon")], source: "flags") }

@@ -216,33 +216,49 @@ void mk_selective_scan(float *h, const float *A2, const float *Dskip,
                        int64_t T, int64_t D, int64_t N, float *y,
                        int64_t d_begin, int64_t d_end);
 
-/// Read [data, data + bytes) once as fast as the CPU can (a bandwidth probe), asking for
-/// each line `prefetch_distance` bytes ahead as the decode products do (0: loads alone);
-/// returns a value that depends on every byte so the reads cannot be optimized away.
-uint64_t mk_read_bytes(const void *data, int64_t bytes, int64_t prefetch_distance);
+/// Where a prefetch puts a line. Non-temporal (prefetchnta): into L1, kept out of the
+/// outer caches' way; on Zen 4 it holds an L1 miss buffer for the whole trip from
+/// memory. L2 (prefetcht1): into L2 only, whose miss queue is deeper, so the products'
+/// own loads find their lines there; on session 7's host (Zen 4) it made the 4-token
+/// decode product 13-30% faster from memory than non-temporal at the same distance
+/// (Benchmarks/kernels/packed_stream.c) and 4-token decode of the 7B ~21% faster.
+enum { MK_PREFETCH_NONTEMPORAL = 0, MK_PREFETCH_L2 = 1 };
 
-/// How far ahead decode asks for codes by default (packed.c; mk_prefetch_distance says
-/// the distance in force). On the host sessions 3-5 measured, the hardware prefetcher
-/// alone left some of the two-core bandwidth unused in its fast state: steps of each
-/// distance alternating in one process gave 6 KiB 17.3 tok/s, 8 KiB 17.1, 4 and 12 KiB
-/// 16.7, 16 KiB 16.4, none 8% slower. Session 6's host (same machine kind) differs: none
-/// is 8-12% faster at batch 1 in its fast state, 15-20% slower at batch 4. So the
-/// models race the two on live steps (FalconMamba's PrefetchTuner) unless a distance is
-/// fixed (MAMBAD_PREFETCH, `prefetch =` in mambad.conf, `mambad bench --prefetch`).
+/// Read [data, data + bytes) once as fast as the CPU can (a bandwidth probe), asking for
+/// each line `prefetch_distance` bytes ahead at `level` as the decode products do (0:
+/// loads alone); returns a value that depends on every byte so the reads cannot be
+/// optimized away.
+uint64_t mk_read_bytes(const void *data, int64_t bytes, int64_t prefetch_distance, int level);
+
+/// How far ahead decode asks for codes when it prefetches (packed.c; mk_prefetch_distance
+/// says the distance in force). On the host sessions 3-5 measured, the hardware
+/// prefetcher alone left some of the two-core bandwidth unused in its fast state: steps of
+/// each distance alternating in one process gave 6 KiB 17.3 tok/s, 8 KiB 17.1, 4 and
+/// 12 KiB 16.7, 16 KiB 16.4, none 8% slower. Session 6's host (same machine kind) differs:
+/// none is 8-12% faster at batch 1 in its fast state, 15-20% slower at batch 4; session
+/// 7 found 6 KiB also the best distance into L2 (3, 12 and 24 KiB slower at batch 2-8).
+/// So the models race none against 6 KiB at both levels on live steps (FalconMamba's
+/// PrefetchTuner) unless a plan is fixed (MAMBAD_PREFETCH, `prefetch =` in mambad.conf,
+/// `mambad bench --prefetch`).
 #define MK_PREFETCH_BYTES 6144
 
-/// How many bytes ahead the decode products prefetch their weights (non-temporal); 0:
-/// no software prefetch, the hardware prefetchers alone. Default 6144, or
-/// MAMBAD_PREFETCH. Which is best depends on the host (docs/performance.md).
+/// How many bytes ahead the decode products prefetch their weights; 0: no software
+/// prefetch, the hardware prefetchers alone. Default 6144, or MAMBAD_PREFETCH (BYTES or
+/// l2:BYTES for L2, nta:BYTES for non-temporal). Which is best depends on the host and
+/// the batch (docs/performance.md).
 int64_t mk_prefetch_distance(void);
-/// Set it (clamped to [0, 65536] and to whole 64-byte lines); takes effect on the next
-/// product. A tuner's setting: it leaves the distance as fixed or not as it was.
-void mk_set_prefetch_distance(int64_t bytes);
-/// Whether the distance is fixed for the process (MAMBAD_PREFETCH=BYTES, or
-/// mk_fix_prefetch_distance), so that tuners leave it alone: 1, else 0.
-int mk_prefetch_distance_fixed(void);
-/// Fix the distance at `bytes` (clamped as above), or, with bytes < 0, let tuners set it.
-void mk_fix_prefetch_distance(int64_t bytes);
+/// The level those prefetches fill: MK_PREFETCH_L2 (the default) or MK_PREFETCH_NONTEMPORAL.
+int mk_prefetch_level(void);
+/// Set both (the distance clamped to [0, 65536] and to whole 64-byte lines; an unknown
+/// level counts as L2); takes effect on the next product. A tuner's setting: it leaves
+/// the plan as fixed or not as it was.
+void mk_set_prefetch(int64_t bytes, int level);
+/// Whether the plan is fixed for the process (MAMBAD_PREFETCH, or mk_fix_prefetch), so
+/// that tuners leave it alone: 1, else 0.
+int mk_prefetch_fixed(void);
+/// Fix the plan at `bytes` and `level` (as mk_set_prefetch), or, with bytes < 0, let
+/// tuners set it.
+void mk_fix_prefetch(int64_t bytes, int level);
 
 // ------------------------------------------------------------- thread pool
 
