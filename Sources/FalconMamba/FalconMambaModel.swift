@@ -71,10 +71,12 @@ public final class FalconMambaModel: Sendable {
     let matrices: [Linear]
     /// The threads products and scans are split across.
     public let pool: ComputePool
-    /// The decode products' prefetch distance, raced on this model's decode steps.
+    /// The decode products' prefetch plan, raced on this model's decode steps.
     let prefetchTuner = PrefetchTuner()
+    /// Activation buffers of finished decode-sized steps, reused by the next ones.
+    let spareWorkspaces = SpareWorkspaces()
     /// For each kind of decode step seen (rows, with or without logits), how many of the
-    /// tuner's races each prefetch distance won.
+    /// tuner's races each prefetch plan won.
     public var prefetchChoices: [String] { prefetchTuner.summary }
     /// Exact (bitsandbytes-identical) or fast (int8) 4-bit products.
     public let precision: Precision

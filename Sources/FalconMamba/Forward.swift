@@ -1,4 +1,5 @@
 import CKernels
+import Synchronization
 
 /// Rows of a forward pass that share one recurrent state, in order.
 struct Segment {
@@ -12,7 +13,9 @@ private struct Workspace {
     var storage: [Float]
     let offsets: [Int]
 
-    init(model m: FalconMambaModel, tokens t: Int) {
+    /// Carved from `spare` where it is large enough (its contents do not matter: every
+    /// buffer is written before it is read), else from a new allocation.
+    init(model m: FalconMambaModel, tokens t: Int, spare: [Float]?) {
         let h = m.hiddenSize, d = m.innerSize, xw = m.timeStepRank + 2 * m.stateSize
         let matrices = m.matrices
         let tile = max(t <= Int(MK_MAX_BATCH) ? 0 : m.pool.threads * matrices.map(\.tileFloats).max()!,
@@ -29,8 +32,26 @@ private struct Workspace {
                      Int(mk_q8_rows_bytes(Int64(t), Int64(max(h, d, xw)))) / 4 + 16]  // int8 activations
         var offsets: [Int] = [], total = 0
         for size in sizes { offsets.append(total); total += size }
-        storage = [Float](repeating: 0, count: total)
+        if let spare, spare.count >= total {
+            storage = spare
+        } else {
+            storage = [Float](repeating: 0, count: total)
+        }
         self.offsets = offsets
+    }
+}
+
+/// Workspaces of decode-sized steps (at most MK_MAX_BATCH rows, under 2 MB each), kept
+/// for the next steps: a fresh one per step cost a page fault and a zeroed page for
+/// every 4 KiB of it, ~1.4% of a 4-sequence step's time. As many are kept as steps ran
+/// at once (the scheduler runs one at a time; tests and callers may run more).
+final class SpareWorkspaces: Sendable {
+    private let spares = Mutex<[[Float]]>([])
+
+    func take() -> [Float]? { spares.withLock { $0.popLast() } }
+
+    func give(_ storage: [Float]) {
+        spares.withLock { if $0.count < 4 { $0.append(storage) } }
     }
 }
 
@@ -56,7 +77,9 @@ extension FalconMambaModel {
         let t = tokens.count
         let h = hiddenSize, d = innerSize, n = stateSize, r = timeStepRank, k = convKernel
         let xw = r + 2 * n
-        var workspace = Workspace(model: self, tokens: t)
+        let decodeSized = t <= Int(MK_MAX_BATCH)
+        var workspace = Workspace(model: self, tokens: t, spare: decodeSized ? spareWorkspaces.take() : nil)
+        defer { if decodeSized { spareWorkspaces.give(workspace.storage) } }
         let offsets = workspace.offsets
         let pool = self.pool
         workspace.storage.withUnsafeMutableBufferPointer { buffer in
