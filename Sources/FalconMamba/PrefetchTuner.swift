@@ -19,7 +19,11 @@ import Synchronization
 /// of each, alternating so that all see the same bandwidth state, then the fastest for
 /// the next `exploitSteps` steps, then another race, since the host's state drifts. A
 /// race costs at most `rounds` steps of each slower candidate in
-/// `rounds * candidates + exploitSteps` (6 in 69 by default).
+/// `rounds * candidates + exploitSteps` (6 in 69 by default: at batch 4 on session 7's
+/// host, where none is ~35% slower than L2 and non-temporal ~20%, 2.4% of decode speed).
+/// While the same candidate keeps winning, the run after a race doubles, up to
+/// `exploitSteps << maxDoublings` (480 steps by default, so a settled race costs ~0.3%);
+/// a different winner starts over at `exploitSteps`.
 ///
 /// The plan only changes when lines are asked for, never what is computed. With
 /// `ComputePool.fixedPrefetch` set (MAMBAD_PREFETCH, `bench --prefetch`) the tuner
@@ -28,20 +32,25 @@ final class PrefetchTuner: Sendable {
     let candidates: [PrefetchPlan]
     let rounds: Int
     let exploitSteps: Int
+    let maxDoublings: Int
 
-    init(candidates: [PrefetchPlan] = [.l2, .off, .nonTemporal], rounds: Int = 3, exploitSteps: Int = 60) {
-        precondition(!candidates.isEmpty && rounds > 0 && exploitSteps > 0)
+    init(candidates: [PrefetchPlan] = [.l2, .off, .nonTemporal], rounds: Int = 3, exploitSteps: Int = 60,
+         maxDoublings: Int = 3) {
+        precondition(!candidates.isEmpty && rounds > 0 && exploitSteps > 0 && maxDoublings >= 0)
         self.candidates = candidates
         self.rounds = rounds
         self.exploitSteps = exploitSteps
+        self.maxDoublings = maxDoublings
     }
 
     /// One kind of step's race: `rounds` steps of each candidate, alternating, then
-    /// `exploitSteps` steps of the fastest.
+    /// `exploitSteps` steps of the fastest, doubled for each race in a row it won before
+    /// (at most `maxDoublings` times).
     struct Race {
         var choice = 0                  // index into candidates while exploiting
         var step = 0                    // steps into the current race or run
         var racing = true
+        var streak = 0                  // races in a row that `choice` won, less one
         var seconds: [Double]
         var wins: [Int]
 
@@ -52,17 +61,22 @@ final class PrefetchTuner: Sendable {
 
         var candidate: Int { racing ? step % seconds.count : choice }
 
-        mutating func record(_ elapsed: Double, rounds: Int, exploitSteps: Int) {
+        /// Steps the current run lasts.
+        func runLength(exploitSteps: Int, maxDoublings: Int) -> Int { exploitSteps << min(streak, maxDoublings) }
+
+        mutating func record(_ elapsed: Double, rounds: Int, exploitSteps: Int, maxDoublings: Int) {
             step += 1
             if racing {
                 seconds[(step - 1) % seconds.count] += elapsed
                 if step == rounds * seconds.count {
-                    choice = seconds.indices.min { seconds[$0] < seconds[$1] }!
+                    let winner = seconds.indices.min { seconds[$0] < seconds[$1] }!
+                    streak = wins.reduce(0, +) > 0 && winner == choice ? streak + 1 : 0
+                    choice = winner
                     wins[choice] += 1
                     racing = false
                     step = 0
                 }
-            } else if step == exploitSteps {
+            } else if step == runLength(exploitSteps: exploitSteps, maxDoublings: maxDoublings) {
                 racing = true
                 step = 0
                 seconds = seconds.map { _ in 0 }
@@ -88,7 +102,8 @@ final class PrefetchTuner: Sendable {
             // Another thread may have moved this race on meanwhile: count the step only
             // where it ran by the plan the race is at.
             if races[key, default: fresh].candidate == candidate {
-                races[key, default: fresh].record(elapsed, rounds: rounds, exploitSteps: exploitSteps)
+                races[key, default: fresh].record(elapsed, rounds: rounds, exploitSteps: exploitSteps,
+                                                  maxDoublings: maxDoublings)
             }
         }
         return result

@@ -11,13 +11,13 @@ import Glibc
     static let l2 = PrefetchPlan.l2, off = PrefetchPlan.off, nta = PrefetchPlan.nonTemporal
 
     /// The plans a race runs its steps by, fed `seconds(plan)` as each step's time.
-    static func schedule(_ steps: Int, candidates: [PrefetchPlan], rounds: Int, exploit: Int,
+    static func schedule(_ steps: Int, candidates: [PrefetchPlan], rounds: Int, exploit: Int, doublings: Int = 0,
                          seconds: (PrefetchPlan) -> Double) -> (ran: [PrefetchPlan], wins: [Int]) {
         var race = PrefetchTuner.Race(candidates: candidates.count), ran: [PrefetchPlan] = []
         for _ in 0..<steps {
             let plan = candidates[race.candidate]
             ran.append(plan)
-            race.record(seconds(plan), rounds: rounds, exploitSteps: exploit)
+            race.record(seconds(plan), rounds: rounds, exploitSteps: exploit, maxDoublings: doublings)
         }
         return (ran, race.wins)
     }
@@ -32,6 +32,22 @@ import Glibc
         let (l2, off) = (Self.l2, Self.off)
         #expect(ran == [l2, off, l2, off, off, off, off, off, off, l2, off, l2, off, l2, l2, l2, l2, l2])
         #expect(wins == [1, 1])
+    }
+
+    /// A plan that keeps winning runs twice as long after each race it wins again (up to
+    /// the cap); another winner starts over at the shortest run.
+    @Test func runsDoubleWhileTheSameWinnerHolds() {
+        var step = 0
+        let (ran, wins) = Self.schedule(25, candidates: [Self.l2, Self.off], rounds: 1, exploit: 2, doublings: 2) { plan in
+            step += 1
+            return (step <= 20) == (plan == Self.l2) ? 0.009 : 0.010
+        }
+        let (l2, off) = (Self.l2, Self.off)
+        #expect(ran == [l2, off, l2, l2,                      // race, run of 2
+                        l2, off, l2, l2, l2, l2,              // won again: 4
+                        l2, off] + Array(repeating: l2, count: 8)  // and again: 8 (capped at 2 doublings)
+                     + [l2, off, off, off, l2])               // off wins: back to 2
+        #expect(wins == [3, 1])
     }
 
     @Test func aTieKeepsTheFirstCandidate() {
