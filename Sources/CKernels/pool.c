@@ -159,3 +159,23 @@ int mk_thread_set_nice(int nice) {
     return -1;
 #endif
 }
+
+void mk_share_init(mk_share *share, int64_t begin, int64_t end) {
+    if (end < begin) end = begin;
+    __atomic_store_n(&share->ends, (uint64_t)(uint32_t)begin | (uint64_t)(uint32_t)end << 32, __ATOMIC_RELEASE);
+}
+
+int64_t mk_share_take(mk_share *share, int helper, int64_t *first) {
+    uint64_t old = __atomic_load_n(&share->ends, __ATOMIC_ACQUIRE);
+    for (;;) {
+        const int64_t front = (uint32_t)old, back = (uint32_t)(old >> 32), left = back - front;
+        if (left <= 0) return 0;
+        const int64_t n = helper ? (left + 7) / 8 : (left + 3) / 4;
+        const int64_t new_front = helper ? front : front + n, new_back = helper ? back - n : back;
+        const uint64_t taken = (uint64_t)(uint32_t)new_front | (uint64_t)(uint32_t)new_back << 32;
+        if (__atomic_compare_exchange_n(&share->ends, &old, taken, 1, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            *first = helper ? new_back : front;
+            return n;
+        }
+    }
+}

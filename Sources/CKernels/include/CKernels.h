@@ -280,6 +280,17 @@ void mk_pool_destroy(mk_pool *pool);
 /// The calling thread's nice value (Linux: threads have their own); 0 on success.
 int mk_thread_set_nice(int nice);
 
+/// A run of work items [begin, end) that one thread owns and the others may finish: the
+/// owner takes from the front, a quarter of what is left at a time, so its reads stay
+/// one long run; a thread done with its own takes from the back, an eighth at a time
+/// (at least one item each), so only the tail of a slower thread's run moves. Both ends
+/// live in one word, changed by compare-and-swap; begin and end below 2^32.
+typedef struct { uint64_t ends; } mk_share;
+void mk_share_init(mk_share *share, int64_t begin, int64_t end);
+/// Take items from the front (`helper` 0: the owner) or the back (1); returns how many
+/// (0 once the share is empty), the first of them in *first.
+int64_t mk_share_take(mk_share *share, int helper, int64_t *first);
+
 #ifdef __cplusplus
 }
 #endif
