@@ -48,20 +48,33 @@ static _Atomic int64_t prefetch_distance = MK_PREFETCH_BYTES;
 static _Atomic int prefetch_level = MK_PREFETCH_L2;
 static _Atomic int prefetch_fixed = -1;
 
-static int64_t clamp_distance(long long bytes) { return bytes < 0 ? 0 : bytes > 65536 ? 65536 : bytes / 64 * 64; }
+int64_t mk_prefetch_clamp(int64_t bytes) { return bytes < 0 ? 0 : bytes > 65536 ? 65536 : bytes / 64 * 64; }
 
 static int known_level(int level) { return level == MK_PREFETCH_NONTEMPORAL ? level : MK_PREFETCH_L2; }
+
+int mk_prefetch_parse(const char *text, int64_t *bytes, int *level) {
+    int wanted_level = MK_PREFETCH_L2;
+    if (strncmp(text, "l2:", 3) == 0) text += 3;
+    else if (strncmp(text, "nta:", 4) == 0) text += 4, wanted_level = MK_PREFETCH_NONTEMPORAL;
+    const char *p = text;
+    int64_t n = 0;
+    for (; *p >= '0' && *p <= '9'; p++)
+        if ((n = n * 10 + (*p - '0')) > 65536) return 0;
+    if (p == text) return 0;
+    if (*p == 'K' || *p == 'k') n *= 1024, p++;
+    if (*p != 0 || n > 65536) return 0;
+    *bytes = mk_prefetch_clamp(n);
+    *level = wanted_level;
+    return 1;
+}
 
 static void prefetch_setting_from_environment(void) {
     if (atomic_load_explicit(&prefetch_fixed, memory_order_acquire) >= 0) return;
     const char *setting = getenv("MAMBAD_PREFETCH");
+    int64_t distance = MK_PREFETCH_BYTES;
     int level = MK_PREFETCH_L2;
-    if (setting && strncmp(setting, "l2:", 3) == 0) setting += 3;
-    else if (setting && strncmp(setting, "nta:", 4) == 0) setting += 4, level = MK_PREFETCH_NONTEMPORAL;
-    char *end = NULL;
-    const long long wanted = setting ? strtoll(setting, &end, 10) : 0;
-    const int fixed = setting && end != setting && *end == 0;
-    atomic_store_explicit(&prefetch_distance, fixed ? clamp_distance(wanted) : MK_PREFETCH_BYTES, memory_order_relaxed);
+    const int fixed = setting && mk_prefetch_parse(setting, &distance, &level);
+    atomic_store_explicit(&prefetch_distance, fixed ? distance : MK_PREFETCH_BYTES, memory_order_relaxed);
     atomic_store_explicit(&prefetch_level, fixed ? level : MK_PREFETCH_L2, memory_order_relaxed);
     atomic_store_explicit(&prefetch_fixed, fixed, memory_order_release);
 }
@@ -78,7 +91,7 @@ int mk_prefetch_level(void) {
 
 void mk_set_prefetch(int64_t bytes, int level) {
     prefetch_setting_from_environment();
-    atomic_store_explicit(&prefetch_distance, clamp_distance(bytes), memory_order_relaxed);
+    atomic_store_explicit(&prefetch_distance, mk_prefetch_clamp(bytes), memory_order_relaxed);
     atomic_store_explicit(&prefetch_level, known_level(level), memory_order_relaxed);
 }
 

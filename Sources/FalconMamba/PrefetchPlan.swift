@@ -21,7 +21,7 @@ public struct PrefetchPlan: Hashable, Sendable, CustomStringConvertible {
     public let level: Level
 
     public init(distance: Int, level: Level = .l2) {
-        self.distance = min(max(distance, 0), 65536) / 64 * 64
+        self.distance = Int(mk_prefetch_clamp(Int64(distance)))
         self.level = self.distance > 0 ? level : .l2
     }
 
@@ -33,22 +33,13 @@ public struct PrefetchPlan: Hashable, Sendable, CustomStringConvertible {
     public static let nonTemporal = PrefetchPlan(distance: Int(MK_PREFETCH_BYTES), level: .nonTemporal)
 
     /// `0`, `BYTES`, `l2:BYTES` or `nta:BYTES`, with K for KiB (`6K`); nil for anything
-    /// else, or a distance beyond 64 KiB.
+    /// else, or a distance beyond 64 KiB. Read by the kernels' own parser
+    /// (mk_prefetch_parse), the one MAMBAD_PREFETCH goes through, so every setting takes
+    /// the same text.
     public init?(_ text: String) {
-        var rest = Substring(text), level = Level.l2
-        if rest.hasPrefix("l2:") {
-            rest = rest.dropFirst(3)
-        } else if rest.hasPrefix("nta:") {
-            rest = rest.dropFirst(4)
-            level = .nonTemporal
-        }
-        var multiplier = 1
-        if rest.last == "K" || rest.last == "k" {
-            multiplier = 1024
-            rest = rest.dropLast()
-        }
-        guard !rest.isEmpty, rest.allSatisfy(\.isASCII), let n = Int(rest), n >= 0, n <= 65536 / multiplier else { return nil }
-        self.init(distance: n * multiplier, level: level)
+        var bytes: Int64 = 0, level: Int32 = 0
+        guard !text.utf8.contains(0), mk_prefetch_parse(text, &bytes, &level) != 0 else { return nil }
+        self.init(distance: Int(bytes), level: Level(kernelValue: level))
     }
 
     public var description: String {

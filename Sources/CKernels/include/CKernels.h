@@ -249,10 +249,18 @@ uint64_t mk_read_bytes(const void *data, int64_t bytes, int64_t prefetch_distanc
 int64_t mk_prefetch_distance(void);
 /// The level those prefetches fill: MK_PREFETCH_L2 (the default) or MK_PREFETCH_NONTEMPORAL.
 int mk_prefetch_level(void);
-/// Set both (the distance clamped to [0, 65536] and to whole 64-byte lines; an unknown
-/// level counts as L2); takes effect on the next product. A tuner's setting: it leaves
-/// the plan as fixed or not as it was.
+/// Set both (the distance clamped as mk_prefetch_clamp does; an unknown level counts as
+/// L2); takes effect on the next product. A tuner's setting: it leaves the plan as
+/// fixed or not as it was.
 void mk_set_prefetch(int64_t bytes, int level);
+/// A distance as the products take it: clamped to [0, 65536], rounded down to whole
+/// 64-byte lines.
+int64_t mk_prefetch_clamp(int64_t bytes);
+/// Read a plan as MAMBAD_PREFETCH, `prefetch =` and `--prefetch` write it: `BYTES`,
+/// `l2:BYTES` or `nta:BYTES`, BYTES decimal digits with an optional K (KiB), at most
+/// 64 KiB. 1 and the clamped distance and the level, or 0 (nothing written) for
+/// anything else.
+int mk_prefetch_parse(const char *text, int64_t *bytes, int *level);
 /// Whether the plan is fixed for the process (MAMBAD_PREFETCH, or mk_fix_prefetch), so
 /// that tuners leave it alone: 1, else 0.
 int mk_prefetch_fixed(void);
