@@ -94,6 +94,27 @@ public final class FalconMambaModel: Sendable {
     }
     /// Set once while loading.
     public private(set) nonisolated(unsafe) var packSource: PackSource = .none
+
+    /// How the packed cache file is mapped: bytes in 2 MiB pages (nil where the kernel
+    /// does not say), how many could be, and whether opening read it back from disk to
+    /// get them (the page cache held it in small folios). Nil when no cache file is mapped.
+    public struct PackedPages: Sendable, Equatable {
+        public let hugeBytes: Int?
+        public let possibleBytes: Int
+        public let rereadFromDisk: Bool
+
+        /// "3.62 of 3.66 GB in 2 MiB pages", and why it was read back if it was.
+        public var description: String {
+            func gigabytes(_ bytes: Int) -> String {
+                let hundredths = (bytes + 5_000_000) / 10_000_000
+                return "\(hundredths / 100)." + (hundredths % 100 < 10 ? "0" : "") + "\(hundredths % 100)"
+            }
+            return "\(hugeBytes.map(gigabytes) ?? "?") of \(gigabytes(possibleBytes)) GB in 2 MiB pages"
+                + (rereadFromDisk ? " (read back from disk: the page cache held it in small folios)" : "")
+        }
+    }
+    /// Set once while loading.
+    public private(set) nonisolated(unsafe) var packedPages: PackedPages?
     /// Loaded with `deferPacking` while the cache held no packed weights for it: the
     /// exact kernels serve until a model loaded without deferring replaces this one.
     public private(set) nonisolated(unsafe) var packingDeferred = false
@@ -182,6 +203,8 @@ public final class FalconMambaModel: Sendable {
 
         let target = cache.map { $0.path(for: checkpoint, layouts: layouts, variant: "lm" + lmHeadPrecision.rawValue) }
         func adopt(_ file: PackedCacheFile) {
+            let pages = file.hugePages
+            packedPages = PackedPages(hugeBytes: pages.mapped, possibleBytes: pages.possible, rereadFromDisk: file.rereadForHugePages)
             for (i, (linear, layout)) in plans.enumerated() {
                 var m = layout.matrix(at: file.base + offsets[i])
                 PackedWeightsCache.entry(i, in: file, into: &m)

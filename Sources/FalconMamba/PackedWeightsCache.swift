@@ -138,9 +138,12 @@ public struct PackedWeightsCache: Sendable {
         return posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0
     }
 
-    /// Map an existing cache file and check it holds `layouts` under `key`; nil if absent or stale.
+    /// Map an existing cache file and check it holds `layouts` under `key`; nil if absent
+    /// or stale.
     func open(_ path: String, key: UInt64, layouts: [PackedLayout], offsets: [Int], total: Int) -> PackedCacheFile? {
-        guard let file = PackedCacheFile(path: path, length: total, writable: false) else { return nil }
+        guard let file = PackedCacheFile.mapPreferringHugePages(path: path, length: total, probeDirectory: directory) else {
+            return nil
+        }
         let header = file.base
         guard header.load(as: UInt64.self) == Self.magic, header.load(fromByteOffset: 8, as: UInt64.self) == key,
               header.load(fromByteOffset: 16, as: UInt32.self) == UInt32(layouts.count),
@@ -220,6 +223,8 @@ final class PackedCacheFile: @unchecked Sendable {
     let base: UnsafeMutableRawPointer
     let length: Int
     private var mapped = true
+    /// Opening found it in small folios and read it back from disk.
+    var rereadForHugePages = false
 
     /// Unmap now (nothing may point into it any more).
     func unmap() {
@@ -240,12 +245,37 @@ final class PackedCacheFile: @unchecked Sendable {
             guard fstat(fd, &info) == 0, Int(info.st_size) == length else { return nil }
         }
         let protection = writable ? PROT_READ | PROT_WRITE : PROT_READ
-        // Loading: map every page now (from the page cache, or read ahead from disk), so
-        // the first requests do not pay a page fault per 64 KiB of weights.
-        let flags = writable ? MAP_SHARED : MAP_SHARED | MAP_POPULATE
-        guard let mapped = mmap(nil, length, protection, flags, fd, 0), mapped != MAP_FAILED else { return nil }
+        guard let mapped = mmap(nil, length, protection, MAP_SHARED, fd, 0), mapped != MAP_FAILED else { return nil }
         base = mapped
         self.length = length
+        // Loading: map every page now (from the page cache, or read ahead from disk in
+        // 2 MiB folios), so the first requests do not pay a page fault per 64 KiB of
+        // weights, and pages evicted later come back as 2 MiB ones too.
+        if !writable { HugePageMapping.adviseAndPopulate(mapped, length: length) }
+    }
+
+    /// Map a file read-only. If the page cache holds it in small folios (copied or
+    /// restored with small writes, say), so that over a tenth of it maps with 4 KiB
+    /// pages, and files in `probeDirectory`'s file system can come in as 2 MiB folios at
+    /// all, drop it from the page cache and map it again, once: read back from disk
+    /// (about a second for the 7B here) it comes in as 2 MiB folios (`HugePageMapping`).
+    /// Pages another process maps stay as they are.
+    static func mapPreferringHugePages(path: String, length: Int, probeDirectory: String) -> PackedCacheFile? {
+        guard let file = PackedCacheFile(path: path, length: length, writable: false) else { return nil }
+        let pages = file.hugePages
+        guard let huge = pages.mapped, huge < pages.possible / 10 * 9,
+              HugePageMapping.fileSystemKeepsHugeFolios(directory: probeDirectory) else { return file }
+        file.unmap()
+        guard PackedWeightsCache.dropFromPageCache(path),
+              let again = PackedCacheFile(path: path, length: length, writable: false) else { return nil }
+        again.rereadForHugePages = true
+        return again
+    }
+
+    /// Bytes of the mapping in 2 MiB pages (nil where the kernel does not say), and how
+    /// many could be.
+    var hugePages: (mapped: Int?, possible: Int) {
+        (HugePageMapping.hugeBytes(of: base), HugePageMapping.possibleHugeBytes(base: base, length: length))
     }
 
     deinit { unmap() }

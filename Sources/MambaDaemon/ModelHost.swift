@@ -67,7 +67,9 @@ struct Engine: Sendable {
     static func logPacking(_ model: FalconMambaModel, logger: Logger) {
         switch model.packSource {
         case .none: break
-        case .cacheFile(let path): logger.info("packed weights mapped from the cache", metadata: ["file": "\(path)"])
+        case .cacheFile(let path):
+            logger.info("packed weights mapped from the cache",
+                        metadata: ["file": "\(path)", "pages": "\(model.packedPages?.description ?? "?")"])
         case .packed(let path): logger.info("weights packed for the fast path", metadata: ["saved": "\(path ?? "no (in memory)")"])
         }
     }

@@ -134,7 +134,7 @@ struct Bench: ParsableCommand {
                     row += pad(String(format: "%.1f", gbps), 9) + pad(String(format: "%.0f%%", 100 * gbps * 1e9 / probe), 10)
                     print(row + String(format: "%.0f MB", beyond))
                 }
-                print("  " + Self.describe(engine.packSource))
+                print("  " + Self.describe(engine.packSource) + (engine.packedPages.map { ": " + $0.description } ?? ""))
                 if plans == [nil], !engine.prefetchChoices.isEmpty {
                     print("  prefetch races won: " + engine.prefetchChoices.joined(separator: "; "))
                 }
