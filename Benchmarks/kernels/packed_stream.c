@@ -7,6 +7,9 @@
 //
 // Prints GB/s of codes read by the product and by the read, and their ratio. The product
 // prefetches as MAMBAD_PREFETCH says (0, BYTES or l2:BYTES, nta:BYTES; default l2:6144).
+// The codes sit on 4 KiB pages, or on transparent huge pages with PACKED_STREAM_PAGES=huge;
+// PACKED_STREAM_PAGES=both keeps a copy on each and alternates them within every
+// repetition (one line each), so both see the same bandwidth state.
 #include "CKernels.h"
 #include <immintrin.h>
 #include <pthread.h>
@@ -32,30 +35,33 @@ __attribute__((target("avx512f"))) static void read_bytes(const uint8_t *p, size
     (void)sink;
 }
 
-static mk_packed_matrix matrix;
+static mk_packed_matrix matrices[2];  // the same codes on 4 KiB pages, then on huge pages
+static int first_variant, last_variant;
 static mk_q8_rows activations;
 static float *y;
 static int threads, reps;
 static int64_t code_bytes;
 static pthread_barrier_t barrier;
-static double product_seconds, read_seconds;
+static double product_seconds[2], read_seconds[2];
 
 static void *work(void *arg) {
     const long t = (long)arg;
-    const int64_t panels = mk_packed_panels(matrix.rows);
+    const int64_t panels = mk_packed_panels(matrices[first_variant].rows);
     const int64_t p0 = panels * t / threads, p1 = panels * (t + 1) / threads;
     const int64_t b0 = code_bytes * t / threads / 128 * 128, b1 = code_bytes * (t + 1) / threads / 128 * 128;
-    for (int r = 0; r < reps; r++) {
-        pthread_barrier_wait(&barrier);
-        double start = now();
-        mk_packed_gemm(&matrix, &activations, y, matrix.rows, p0, p1, NULL);
-        pthread_barrier_wait(&barrier);
-        if (t == 0) product_seconds += now() - start;
-        start = now();
-        read_bytes(matrix.codes + b0, (size_t)(b1 - b0));
-        pthread_barrier_wait(&barrier);
-        if (t == 0) read_seconds += now() - start;
-    }
+    for (int r = 0; r < reps; r++)
+        for (int v = first_variant; v <= last_variant; v++) {
+            const mk_packed_matrix *matrix = &matrices[v];
+            pthread_barrier_wait(&barrier);
+            double start = now();
+            mk_packed_gemm(matrix, &activations, y, matrix->rows, p0, p1, NULL);
+            pthread_barrier_wait(&barrier);
+            if (t == 0) product_seconds[v] += now() - start;
+            start = now();
+            read_bytes(matrix->codes + b0, (size_t)(b1 - b0));
+            pthread_barrier_wait(&barrier);
+            if (t == 0) read_seconds[v] += now() - start;
+        }
     return NULL;
 }
 
@@ -74,21 +80,26 @@ int main(int argc, char **argv) {
     }
     code_bytes = mk_packed_code_bytes(rows, cols, 4);
     const int64_t scales = mk_packed_scale_count(rows, cols), row_count = mk_packed_row_count(rows);
-    // PACKED_STREAM_PAGES=huge: transparent huge pages for the codes (as a private copy
-    // of the weights would have), else 4 KiB pages (as most of a page-cache mapping has).
+    // 4 KiB pages as most of a page-cache mapping in small folios has; huge pages as a
+    // mapping of 2 MiB folios or a private copy of the weights has.
     const size_t huge = 2 << 20, length = (size_t)(code_bytes + huge - 1) / huge * huge;
-    uint8_t *codes = aligned_alloc(huge, length);
     const char *pages = getenv("PACKED_STREAM_PAGES");
-    madvise(codes, length, pages && strcmp(pages, "huge") == 0 ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    const int both = pages && strcmp(pages, "both") == 0;
+    first_variant = pages && strcmp(pages, "huge") == 0 ? 1 : 0;
+    last_variant = both ? 1 : first_variant;
     uint8_t *block_scales = aligned_alloc(64, (size_t)(scales + 4095) / 4096 * 4096);
     float *row_scales = aligned_alloc(64, (size_t)(row_count * 4 + 4095) / 4096 * 4096);
-    srand(1);
-    for (int64_t i = 0; i < code_bytes; i++) codes[i] = (uint8_t)rand();
     memset(block_scales, 200, (size_t)scales);
     for (int64_t i = 0; i < row_count; i++) row_scales[i] = 0.01f;
-    matrix = (mk_packed_matrix){.codes = codes, .scales = block_scales, .row_scales = row_scales,
-                                .out_scale = 1, .rows = rows, .cols = cols, .bits = 4};
-    for (int i = 0; i < 16; i++) matrix.lut[i] = (uint8_t)(120 + i);
+    for (int v = first_variant; v <= last_variant; v++) {
+        uint8_t *codes = aligned_alloc(huge, length);
+        madvise(codes, length, v == 1 ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+        srand(1);
+        for (int64_t i = 0; i < code_bytes; i++) codes[i] = (uint8_t)rand();
+        matrices[v] = (mk_packed_matrix){.codes = codes, .scales = block_scales, .row_scales = row_scales,
+                                         .out_scale = 1, .rows = rows, .cols = cols, .bits = 4};
+        for (int i = 0; i < 16; i++) matrices[v].lut[i] = (uint8_t)(120 + i);
+    }
     float *x = malloc(sizeof(float) * (size_t)(cols * tokens));
     for (int64_t i = 0; i < cols * tokens; i++) x[i] = (float)(rand() % 200) / 100.0f - 1;
     void *memory = aligned_alloc(64, (size_t)(mk_q8_rows_bytes(tokens, cols) + 4095) / 4096 * 4096);
@@ -101,10 +112,13 @@ int main(int argc, char **argv) {
     for (long t = 1; t < threads; t++) pthread_create(&workers[t], NULL, work, (void *)t);
     work(0);
     for (int t = 1; t < threads; t++) pthread_join(workers[t], NULL);
-    const double product = (double)code_bytes * reps / product_seconds / 1e9;
-    const double read = (double)code_bytes * reps / read_seconds / 1e9;
-    printf("%lldx%lld, %d tokens, %d threads, prefetch %s%lld, %s pages, %s: product %.1f GB/s, read %.1f GB/s, ratio %.2f\n", (long long)rows,
-           (long long)cols, tokens, threads,
-           mk_prefetch_distance() == 0 ? "" : mk_prefetch_level() == MK_PREFETCH_L2 ? "l2:" : "nta:", (long long)mk_prefetch_distance(), pages && strcmp(pages, "huge") == 0 ? "huge" : "4 KiB", mk_q8_path(), product, read, product / read);
+    for (int v = first_variant; v <= last_variant; v++) {
+        const double product = (double)code_bytes * reps / product_seconds[v] / 1e9;
+        const double read = (double)code_bytes * reps / read_seconds[v] / 1e9;
+        printf("%lldx%lld, %d tokens, %d threads, prefetch %s%lld, %s pages, %s: product %.1f GB/s, read %.1f GB/s, ratio %.2f\n",
+               (long long)rows, (long long)cols, tokens, threads,
+               mk_prefetch_distance() == 0 ? "" : mk_prefetch_level() == MK_PREFETCH_L2 ? "l2:" : "nta:",
+               (long long)mk_prefetch_distance(), v == 1 ? "huge" : "4 KiB", mk_q8_path(), product, read, product / read);
+    }
     return 0;
 }

@@ -4,6 +4,8 @@
 # 2 threads unless told: the decode product's share of the plain read bandwidth.
 #   Benchmarks/kernels/run.sh [ROUNDS] [THREADS] [TOKENS]
 # MAMBAD_PREFETCH=0|BYTES|l2:BYTES|nta:BYTES picks the product's prefetch (default l2:6144).
+# PACKED_STREAM_PAGES=huge puts the codes on 2 MiB pages (default 4 KiB); =both keeps a copy
+# on each and alternates them in every repetition.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 SRC="$HERE/../../Sources/CKernels"

@@ -11,8 +11,9 @@ import Glibc
 /// PMD-sized folios), or written with large `write`s. A file that reached the page cache
 /// another way (copied or restored with small writes, or read back by a mapping without
 /// the advice) stays in small folios, and so in 4 KiB pages, for as long as it stays
-/// cached. Measured on the 7B (docs/performance.md, session 8): 4-sequence decode
-/// 30-33 tok/s with 82% of the packed weights in 4 KiB pages, 38-39 with 99% in 2 MiB.
+/// cached. Measured with the decode product alone (`PACKED_STREAM_PAGES=both
+/// Benchmarks/kernels/run.sh`, both copies alternating in one process): 5-32% faster
+/// on 2 MiB pages, 1 and 4 tokens, in every one of 12 pairs (docs/performance.md).
 enum HugePageMapping {
     /// 2 MiB: a PMD-level page on x86-64 and on aarch64 with 4 KiB base pages.
     static let pageBytes = 2 << 20
