@@ -22,6 +22,7 @@
 #   --lm-head M          [int8]   (mambad: int8, 4bit, or both: each round runs both, in turn)
 #   --llama-reps N       [3]      (llama-bench -r: repetitions averaged within a round)
 #   --mambad-repeat N    [1]      (mambad bench --repeat: repetitions, median within a round)
+#   --packed-cache DIR   [mambad's default]  (mambad bench --packed-cache: where the packed weights live)
 #   --log-dir DIR        [a new folder under /tmp]
 #   --only llama|mambad  run one side only
 set -euo pipefail
@@ -34,7 +35,7 @@ GGUF=/work/llama/falcon-mamba-7b-random-Q4_0.gguf
 MAMBAD="$REPO/.build/release/mambad"
 MODEL=/work/data/falcon-mamba-7b-random
 ROUNDS=3 THREADS=2 PROMPT=512 TOKENS=64 PRECISION=fast LM_HEAD=int8 LLAMA_REPS=3 MAMBAD_REPEAT=1
-LOG_DIR="" ONLY=""
+LOG_DIR="" ONLY="" PACKED_CACHE=""
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
@@ -51,6 +52,7 @@ while [ $# -gt 0 ]; do
         --lm-head) LM_HEAD="$2"; shift 2 ;;
         --llama-reps) LLAMA_REPS="$2"; shift 2 ;;
         --mambad-repeat) MAMBAD_REPEAT="$2"; shift 2 ;;
+        --packed-cache) PACKED_CACHE="$2"; shift 2 ;;
         --log-dir) LOG_DIR="$2"; shift 2 ;;
         --only) ONLY="$2"; shift 2 ;;
         -h|--help) usage 0 ;;
@@ -123,7 +125,8 @@ for round in $(seq 1 "$ROUNDS"); do
             [ "$head" = int8 ] || engine="mambad-$head"
             out="$LOG_DIR/$engine-$round.txt"
             "$MAMBAD" bench --model "$MODEL" --threads "$THREADS" --prompt "$PROMPT" --tokens "$TOKENS" --batch 1 \
-                --precision "$PRECISION" --lm-head "$head" --repeat "$MAMBAD_REPEAT" > "$out" 2> "$LOG_DIR/$engine-$round.err"
+                --precision "$PRECISION" --lm-head "$head" --repeat "$MAMBAD_REPEAT" \
+                ${PACKED_CACHE:+--packed-cache "$PACKED_CACHE"} > "$out" 2> "$LOG_DIR/$engine-$round.err"
             vals="$(parse_mambad "$out")"
             printf '%s\t%s\t%s\n' "$round" "$engine" "$vals" >> "$RESULTS"
             printf 'round %s  %-10s pp%s %8s tok/s   tg%s %7s tok/s\n' "$round" "$engine" "$PROMPT" "${vals%%$'\t'*}" "$TOKENS" "${vals##*$'\t'}"
