@@ -50,7 +50,7 @@ public final class ComputePool: @unchecked Sendable {
 
     /// body(i) for i in 0..<tasks, spread over the pool; returns when all are done.
     /// Tasks must be independent. Do not call parallelFor from inside a task.
-    public func parallelFor(_ tasks: Int, _ body: (Int) -> Void) {
+    @_optimize(none) public func parallelFor(_ tasks: Int, _ body: (Int) -> Void) {
         guard tasks > 1, threads > 1 else {
             for i in 0..<tasks { body(i) }
             return
@@ -59,24 +59,35 @@ public final class ComputePool: @unchecked Sendable {
     }
 
     /// body(i) on thread i, for each of the pool's threads (the caller is thread 0).
-    public func forEachThread(_ body: (Int) -> Void) {
+    @_optimize(none) public func forEachThread(_ body: (Int) -> Void) {
         guard threads > 1 else { return body(0) }
         submit(body) { mk_pool_run_each(pool, Self.callTask, $0) }
     }
 
-    /// Runs `start` with `body` as the context of a pool job (see callTask), one job at a time.
+    /// A job's closure, as the workers find it. A struct field holds the closure as it
+    /// is (a bare `(Int) -> Void` in memory would need a reabstraction thunk).
+    private struct Task {
+        let body: (Int) -> Void
+    }
+
+    /// Runs `start` with a pointer to `body` (a `Task`) as the context of a pool job, one
+    /// job at a time. The task lives on this stack frame and no closure captures a
+    /// variable (that would box it on the heap); the one allocation left is the 32-byte
+    /// thunk `withoutActuallyEscaping` wraps `body` in. (`parallelFor` and
+    /// `forEachThread` are not optimized: specialized for a caller's closure, they formed
+    /// it again as an escaping closure, a second allocation.)
     private func submit(_ body: (Int) -> Void, _ start: (UnsafeMutableRawPointer) -> Void) {
         withoutActuallyEscaping(body) { body in
-            var task = body
-            turn.withLock { _ in
-                withUnsafeMutablePointer(to: &task) { start(UnsafeMutableRawPointer($0)) }
+            var task = Task(body: body)
+            withUnsafeMutablePointer(to: &task) { task in
+                turn.withLock { _ in start(UnsafeMutableRawPointer(task)) }
             }
         }
     }
 
-    /// A pool task: calls the `(Int) -> Void` that `context` points to.
+    /// A pool task: calls the `Task` that `context` points to.
     private static let callTask: mk_task_fn = { context, index in
-        context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(index))
+        context!.assumingMemoryBound(to: Task.self).pointee.body(Int(index))
     }
 
     /// Split 0..<count into contiguous ranges (multiples of `granularity`), about

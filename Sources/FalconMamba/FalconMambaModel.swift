@@ -32,7 +32,27 @@ public struct ForwardOutput: Sendable {
 
     /// The last position's logits: the distribution of the next token.
     public var lastLogits: ArraySlice<Float> { logits[(logitRows - 1) * vocabSize..<logitRows * vocabSize] }
-    public var tokenCount: Int { hidden.count / hiddenSize }
+    public var tokenCount: Int { hiddenSize == 0 ? 0 : hidden.count / hiddenSize }
+
+    /// An empty output, to pass to `decodeBatch(_:states:into:)` step after step.
+    public init() { self.init(logits: [], logitRows: 0, hidden: [], vocabSize: 0, hiddenSize: 0) }
+
+    init(logits: [Float], logitRows: Int, hidden: [Float], vocabSize: Int, hiddenSize: Int) {
+        self.logits = logits
+        self.logitRows = logitRows
+        self.hidden = hidden
+        self.vocabSize = vocabSize
+        self.hiddenSize = hiddenSize
+    }
+
+    /// Empty again for a model of these sizes, keeping the arrays' capacity.
+    mutating func reset(vocabSize: Int, hiddenSize: Int) {
+        logits.removeAll(keepingCapacity: true)
+        hidden.removeAll(keepingCapacity: true)
+        logitRows = 0
+        self.vocabSize = vocabSize
+        self.hiddenSize = hiddenSize
+    }
 }
 
 /// Which positions of a prefill need logits: the lm_head is the largest matrix, so
@@ -277,8 +297,10 @@ public final class FalconMambaModel: Sendable {
             case .none: nil
             }
             let pointers = state.mutablePointers()
-            forward(tokens[start..<end], segments: [Segment(rows: 0..<(end - start), conv: pointers.conv, ssm: pointers.ssm)],
-                    logitRows: wantLogits, into: &output)
+            var segment = Segment(rows: 0..<(end - start), conv: pointers.conv, ssm: pointers.ssm)
+            withUnsafePointer(to: &segment) { segment in
+                forward(tokens[start..<end], segments: UnsafeBufferPointer(start: segment, count: 1), logitRows: wantLogits, into: &output)
+            }
             state.advance(by: end - start)
             start = end
         }
@@ -287,35 +309,57 @@ public final class FalconMambaModel: Sendable {
 
     /// One token through the recurrence: the next-token logits and the final hidden state.
     public func decodeStep(_ token: Int, state: inout SequenceState) throws(ModelError) -> ForwardOutput {
-        try check([token], state)
-        var output = ForwardOutput(logits: [], logitRows: 0, hidden: [], vocabSize: vocabSize, hiddenSize: hiddenSize)
-        let pointers = state.mutablePointers()
-        forward([token], segments: [Segment(rows: 0..<1, conv: pointers.conv, ssm: pointers.ssm)], logitRows: 0..<1, into: &output)
-        state.advance(by: 1)
+        var output = ForwardOutput()
+        try decodeStep(token, state: &state, into: &output)
         return output
+    }
+
+    /// The same into `output`, emptied first; its arrays keep their capacity (see
+    /// `decodeBatch(_:states:into:)`).
+    public func decodeStep(_ token: Int, state: inout SequenceState, into output: inout ForwardOutput) throws(ModelError) {
+        try check(CollectionOfOne(token), state)
+        output.reset(vocabSize: vocabSize, hiddenSize: hiddenSize)
+        let pointers = state.mutablePointers()
+        var segment = Segment(rows: 0..<1, conv: pointers.conv, ssm: pointers.ssm)
+        withUnsafePointer(to: &segment) { segment in
+            forward(CollectionOfOne(token), segments: UnsafeBufferPointer(start: segment, count: 1), logitRows: 0..<1, into: &output)
+        }
+        state.advance(by: 1)
     }
 
     /// One token for each of several independent sequences, in one pass over the
     /// weights: row i of the output (logits and hidden) belongs to tokens[i] and states[i].
     public func decodeBatch(_ tokens: [Int], states: inout [SequenceState]) throws(ModelError) -> ForwardOutput {
+        var output = ForwardOutput()
+        try decodeBatch(tokens, states: &states, into: &output)
+        return output
+    }
+
+    /// The same into `output`, emptied first; its arrays keep their capacity, so a caller
+    /// that passes the same output every step makes steps whose only allocations are one
+    /// 32-byte closure wrapper per parallel section (`ComputePool.submit`; 257 a step for
+    /// the 7B, against ~650 before: docs/performance.md, session 8).
+    public func decodeBatch(_ tokens: [Int], states: inout [SequenceState], into output: inout ForwardOutput) throws(ModelError) {
         guard !tokens.isEmpty else { throw .emptyInput }
         guard tokens.count == states.count else {
             throw .stateMismatch("\(tokens.count) tokens for \(states.count) states")
         }
         for state in states { try check(tokens, state) }
-        var output = ForwardOutput(logits: [], logitRows: 0, hidden: [], vocabSize: vocabSize, hiddenSize: hiddenSize)
+        output.reset(vocabSize: vocabSize, hiddenSize: hiddenSize)
         let group = Int(MK_MAX_BATCH)
-        for start in stride(from: 0, to: tokens.count, by: group) {
-            let end = min(tokens.count, start + group)
-            var segments: [Segment] = []
-            for i in start..<end {
-                let pointers = states[i].mutablePointers()
-                segments.append(Segment(rows: (i - start)..<(i - start + 1), conv: pointers.conv, ssm: pointers.ssm))
+        withUnsafeTemporaryAllocation(of: Segment.self, capacity: group) { segments in
+            for start in stride(from: 0, to: tokens.count, by: group) {
+                let end = min(tokens.count, start + group)
+                for i in start..<end {
+                    let pointers = states[i].mutablePointers()
+                    segments.initializeElement(at: i - start, to: Segment(rows: (i - start)..<(i - start + 1),
+                                                                          conv: pointers.conv, ssm: pointers.ssm))
+                }
+                forward(tokens[start..<end], segments: UnsafeBufferPointer(rebasing: segments[0..<(end - start)]),
+                        logitRows: 0..<(end - start), into: &output)
+                for i in start..<end { states[i].advance(by: 1) }
             }
-            forward(tokens[start..<end], segments: segments, logitRows: 0..<(end - start), into: &output)
-            for i in start..<end { states[i].advance(by: 1) }
         }
-        return output
     }
 
     private func check(_ tokens: some Collection<Int>, _ state: SequenceState) throws(ModelError) {

@@ -11,27 +11,36 @@ struct Segment {
 /// Activation buffers for `tokens` rows, carved from one allocation.
 private struct Workspace {
     var storage: [Float]
-    let offsets: [Int]
+    /// Where each buffer starts in `storage` (inline: a decode step allocates nothing).
+    let offsets: InlineArray<9, Int>
 
     /// Carved from `spare` where it is large enough (its contents do not matter: every
     /// buffer is written before it is read), else from a new allocation.
     init(model m: FalconMambaModel, tokens t: Int, spare: [Float]?) {
         let h = m.hiddenSize, d = m.innerSize, xw = m.timeStepRank + 2 * m.stateSize
-        let matrices = m.matrices
-        let tile = max(t <= Int(MK_MAX_BATCH) ? 0 : m.pool.threads * matrices.map(\.tileFloats).max()!,
+        var tileFloats = 0, panelBytes = 0
+        for matrix in m.matrices {
+            tileFloats = max(tileFloats, matrix.tileFloats)
+            panelBytes = max(panelBytes, matrix.panelScratchBytes)
+        }
+        let tile = max(t <= Int(MK_MAX_BATCH) ? 0 : m.pool.threads * tileFloats,
                        m.packSource == .none || mk_packed_gemm_needs_scratch(Int64(t)) == 0 ? 0
-                           : Linear.scratchPanels(m.pool) * (matrices.map(\.panelScratchBytes).max()! + 63) / 4)
-        let sizes = [t * h,       // residual
-                     t * h,       // normed input / block output
-                     t * 2 * d,   // in_proj output: x | z
-                     t * d,       // conv output
-                     t * xw,      // x_proj output: dt | B | C
-                     t * d,       // dt
-                     t * d,       // scan output
-                     tile,        // decoded weight tiles or panels, one per thread or piece
-                     Int(mk_q8_rows_bytes(Int64(t), Int64(max(h, d, xw)))) / 4 + 16]  // int8 activations
-        var offsets: [Int] = [], total = 0
-        for size in sizes { offsets.append(total); total += size }
+                           : Linear.scratchPanels(m.pool) * (panelBytes + 63) / 4)
+        let sizes: InlineArray<9, Int> = [
+            t * h,       // residual
+            t * h,       // normed input / block output
+            t * 2 * d,   // in_proj output: x | z
+            t * d,       // conv output
+            t * xw,      // x_proj output: dt | B | C
+            t * d,       // dt
+            t * d,       // scan output
+            tile,        // decoded weight tiles or panels, one per thread or piece
+            Int(mk_q8_rows_bytes(Int64(t), Int64(max(h, d, xw)))) / 4 + 16]  // int8 activations
+        var offsets = InlineArray<9, Int>(repeating: 0), total = 0
+        for i in sizes.indices {
+            offsets[i] = total
+            total += sizes[i]
+        }
         if let spare, spare.count >= total {
             storage = spare
         } else {
@@ -59,7 +68,7 @@ extension FalconMambaModel {
     /// Runs `tokens` (rows) through every layer. Rows of one segment are consecutive
     /// tokens of one sequence; different segments are independent sequences (a batch).
     /// Appends every row's hidden state, and the logits of rows `logitRows`, to `output`.
-    func forward(_ tokens: some Collection<Int>, segments: [Segment], logitRows: Range<Int>?,
+    func forward(_ tokens: some Collection<Int>, segments: UnsafeBufferPointer<Segment>, logitRows: Range<Int>?,
                  into output: inout ForwardOutput) {
         // Decode-sized steps stream the weights through the prefetching products, at the
         // distance the tuner races or has chosen for steps like this one.
@@ -72,7 +81,7 @@ extension FalconMambaModel {
         }
     }
 
-    private func forwardLayers(_ tokens: some Collection<Int>, segments: [Segment], logitRows: Range<Int>?,
+    private func forwardLayers(_ tokens: some Collection<Int>, segments: UnsafeBufferPointer<Segment>, logitRows: Range<Int>?,
                                into output: inout ForwardOutput) {
         let t = tokens.count
         let h = hiddenSize, d = innerSize, n = stateSize, r = timeStepRank, k = convKernel
@@ -114,7 +123,9 @@ extension FalconMambaModel {
                 }
                 layer.xProj.apply(xc, ldx: d, count: t, into: dbc, ldy: xw, scratch: scratch, pool: pool, precision: precision, q8Scratch: q8)
                 // FalconMamba: weightless RMS norm on dt, B and C separately
-                for (offset, width) in [(0, r), (r, n), (r + n, n)] {
+                let parts: InlineArray<3, (offset: Int, width: Int)> = [(0, r), (r, n), (r + n, n)]
+                for part in parts.indices {
+                    let (offset, width) = parts[part]
                     mk_rms_norm(dbc + offset, Int64(xw), nil, config.mixerRMSEpsilon, Int64(t), Int64(width), dbc + offset, Int64(xw))
                 }
                 layer.dtProj.apply(dbc, ldx: xw, count: t, into: dt, ldy: d, scratch: scratch, pool: pool,

@@ -250,13 +250,28 @@ public final class Linear: @unchecked Sendable {
     private func applyPacked(_ packed: PackedWeights, _ x: UnsafePointer<Float>, ldx: Int, count: Int,
                              into y: UnsafeMutablePointer<Float>, ldy: Int, pool: ComputePool,
                              q8Scratch: UnsafeMutableRawPointer, panelScratch: UnsafeMutableRawPointer,
-                             epilogue: RowEpilogue?) {
-        var activations = mk_q8_rows_in(q8Scratch, Int64(count), Int64(cols))
+                             epilogue: RowEpilogue) {
+        // The products get the matrix and the activations through pointers to the stack:
+        // closures that captured variables would box them, allocations on every product.
+        withUnsafeTemporaryAllocation(of: mk_packed_matrix.self, capacity: 1) { m in
+            withUnsafeTemporaryAllocation(of: mk_q8_rows.self, capacity: 1) { activations in
+                m.initializeElement(at: 0, to: packed.matrix)
+                activations.initializeElement(at: 0, to: mk_q8_rows_in(q8Scratch, Int64(count), Int64(cols)))
+                applyPacked(m.baseAddress!, activations.baseAddress!, x, ldx: ldx, count: count, into: y, ldy: ldy,
+                            pool: pool, panelScratch: panelScratch, epilogue: epilogue)
+            }
+        }
+    }
+
+    private func applyPacked(_ m: UnsafeMutablePointer<mk_packed_matrix>, _ activations: UnsafeMutablePointer<mk_q8_rows>,
+                             _ x: UnsafePointer<Float>, ldx: Int, count: Int,
+                             into y: UnsafeMutablePointer<Float>, ldy: Int, pool: ComputePool,
+                             panelScratch: UnsafeMutableRawPointer, epilogue: RowEpilogue) {
         if count <= Int(MK_MAX_BATCH) {
-            mk_q8_quantize_rows(x, Int64(ldx), &activations)
+            mk_q8_quantize_rows(x, Int64(ldx), activations)
         } else {
             pool.parallelRanges(count) { tokens in
-                var part = activations
+                var part = activations.pointee
                 part.rows = Int64(tokens.count)
                 part.q += tokens.lowerBound * cols
                 part.scale += tokens.lowerBound * (cols / 64)
@@ -264,7 +279,6 @@ public final class Linear: @unchecked Sendable {
                 mk_q8_quantize_rows(x + tokens.lowerBound * ldx, Int64(ldx), &part)
             }
         }
-        var m = packed.matrix
         let panels = Int(mk_packed_panels(Int64(rows)))
         let stride = (panelScratchBytes + 63) / 64 * 64
         let scratch = mk_packed_gemm_needs_scratch(Int64(count)) != 0
@@ -292,9 +306,9 @@ public final class Linear: @unchecked Sendable {
                         let owner = (thread + round) % threads, helper: Int32 = round == 0 ? 0 : 1
                         for part in 0..<parts {
                             while case let n = mk_share_take(base + owner * parts + part, helper, &first), n > 0 {
-                                mk_packed_gemm(&m, &activations, y, Int64(ldy), first, first + n,
+                                mk_packed_gemm(m, activations, y, Int64(ldy), first, first + n,
                                                scratch ? panelScratch + thread * stride : nil)
-                                epilogue?(Int(first) * 16..<min(rows, Int(first + n) * 16))
+                                epilogue(Int(first) * 16..<min(rows, Int(first + n) * 16))
                             }
                         }
                     }
@@ -307,9 +321,9 @@ public final class Linear: @unchecked Sendable {
         pool.parallelFor(min(panels, pool.threads)) { piece in
             let first = piece * share, last = min(panels, first + share)
             guard first < last else { return }
-            mk_packed_gemm(&m, &activations, y, Int64(ldy), Int64(first), Int64(last),
+            mk_packed_gemm(m, activations, y, Int64(ldy), Int64(first), Int64(last),
                            scratch ? panelScratch + piece * stride : nil)
-            epilogue?(first * 16..<min(rows, last * 16))
+            epilogue(first * 16..<min(rows, last * 16))
         }
     }
 
@@ -333,7 +347,7 @@ public final class Linear: @unchecked Sendable {
     /// for every row of W, on ranges whose Y columns are complete for all tokens.
     func apply(_ x: UnsafePointer<Float>, ldx: Int, count: Int, into y: UnsafeMutablePointer<Float>, ldy: Int,
                scratch: UnsafeMutablePointer<Float>, pool: ComputePool, precision: Precision = .exact,
-               q8Scratch: UnsafeMutableRawPointer? = nil, epilogue: RowEpilogue? = nil) {
+               q8Scratch: UnsafeMutableRawPointer? = nil, epilogue: RowEpilogue = { _ in }) {
         if precision == .fast, let packed, let q8Scratch {
             applyPacked(packed, x, ldx: ldx, count: count, into: y, ldy: ldy, pool: pool,
                         q8Scratch: q8Scratch, panelScratch: UnsafeMutableRawPointer(scratch), epilogue: epilogue)
@@ -342,7 +356,7 @@ public final class Linear: @unchecked Sendable {
         if count <= Int(MK_MAX_BATCH) {
             pool.parallelRanges(rows, granularity: 16, perThread: 8) { range in
                 gemv(x, ldx: ldx, batch: count, y, ldy: ldy, rows: range)
-                epilogue?(range)
+                epilogue(range)
             }
             return
         }
@@ -351,7 +365,7 @@ public final class Linear: @unchecked Sendable {
             pool.parallelRanges(rows, granularity: 16, perThread: 1) { range in
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(range.count), Int32(cols), 1,
                             x, Int32(ldx), weights + range.lowerBound * cols, Int32(cols), 0, y + range.lowerBound, Int32(ldy))
-                epilogue?(range)
+                epilogue(range)
             }
             return
         }
@@ -363,7 +377,7 @@ public final class Linear: @unchecked Sendable {
                 decodeRows(r0..<r1, into: buffer)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(r1 - r0), Int32(cols), 1,
                             x, Int32(ldx), buffer, Int32(cols), 0, y + r0, Int32(ldy))
-                epilogue?(r0..<r1)
+                epilogue(r0..<r1)
             }
         }
     }

@@ -55,6 +55,8 @@ final class Scheduler: @unchecked Sendable {
     private var embeddings: [ActiveEmbedding] = []
     private var prefillTurn = 0
     private let placeholder = SequenceState(layers: 0, innerSize: 0, convKernel: 0, stateSize: 0)
+    /// The logits of the last decode step, reused by the next (scheduler thread only).
+    private var decodeOutput = ForwardOutput()
 
     init(model: FalconMambaModel, tokenizer: Tokenizer?, limits: Limits, logger: Logger) {
         self.model = model
@@ -293,9 +295,9 @@ final class Scheduler: @unchecked Sendable {
         let batch = completions.filter { $0.phase == .decode }
         guard !batch.isEmpty else { return }
         var states = batch.map { $0.takeState(placeholder: placeholder) }
-        let output: ForwardOutput
         do {
-            output = try model.decodeBatch(batch.map(\.pendingToken), states: &states)
+            // one output for every step: its arrays keep their capacity
+            try model.decodeBatch(batch.map(\.pendingToken), states: &states, into: &decodeOutput)
         } catch {
             for seq in batch { fail(seq.job, error); seq.phase = .finished }
             return
@@ -306,9 +308,9 @@ final class Scheduler: @unchecked Sendable {
             s.counters.engine.decodeSteps += 1
             s.counters.engine.batchedSequences += batch.count
         }
-        let v = output.vocabSize
+        let v = decodeOutput.vocabSize
         for (i, seq) in batch.enumerated() {
-            accept(seq, logits: output.logits[(i * v)..<((i + 1) * v)])
+            accept(seq, logits: decodeOutput.logits[(i * v)..<((i + 1) * v)])
         }
     }
 

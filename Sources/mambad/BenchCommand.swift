@@ -179,13 +179,14 @@ struct Bench: ParsableCommand {
         _ = try engine.decodeBatch(next, states: &states)  // warm up
         var seconds = plans.map { _ in 0.0 }
         let clock = ContinuousClock()
+        var output = ForwardOutput()  // reused: steps allocate nothing, as in the daemon
         for step in 0..<(steps * plans.count) {
             let d = step % plans.count
             if plans.count > 1 { ComputePool.fixedPrefetch = plans[d] }
             let start = clock.now
-            let output = try engine.decodeBatch(next, states: &states)
+            try engine.decodeBatch(next, states: &states, into: &output)
             seconds[d] += (clock.now - start).seconds
-            next = (0..<batch).map { b in Sampler.argmax(output.logits[b * engine.vocabSize..<(b + 1) * engine.vocabSize]) }
+            for b in 0..<batch { next[b] = Sampler.argmax(output.logits[b * engine.vocabSize..<(b + 1) * engine.vocabSize]) }
         }
         return seconds.map { Double(batch * steps) / $0 }
     }
