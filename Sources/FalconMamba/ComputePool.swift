@@ -64,6 +64,14 @@ public final class ComputePool: @unchecked Sendable {
         submit(body) { mk_pool_run_each(pool, Self.callTask, $0) }
     }
 
+    /// task(context, i) on thread i, for each of the pool's threads (the caller is thread
+    /// 0): `forEachThread` without a closure, for the decode products, which then
+    /// allocate nothing.
+    public func forEachThread(context: UnsafeMutableRawPointer, _ task: mk_task_fn) {
+        guard threads > 1 else { return task(context, 0) }
+        turn.withLock { _ in mk_pool_run_each(pool, task, context) }
+    }
+
     /// A job's closure, as the workers find it. A struct field holds the closure as it
     /// is (a bare `(Int) -> Void` in memory would need a reabstraction thunk).
     private struct Task {

@@ -110,36 +110,26 @@ extension FalconMambaModel {
             // parallel section, and one thread's state updates overlap the other's reads.
             for (index, layer) in layers.enumerated() {
                 mk_rms_norm(residual, Int64(h), layer.norm, config.layerNormEpsilon, Int64(t), Int64(h), normed, Int64(h))
-                layer.inProj.apply(normed, ldx: h, count: t, into: xz, ldy: 2 * d, scratch: scratch, pool: pool,
-                                   precision: precision, q8Scratch: q8) { rows in
-                    let channels = rows.clamped(to: 0..<d)
-                    guard !channels.isEmpty else { return }
-                    for segment in segments {
-                        let row = segment.rows.lowerBound
-                        mk_conv1d_silu(segment.conv + index * d * k, layer.convWeight, layer.convBias, xz + row * 2 * d, Int64(2 * d),
-                                       Int64(segment.rows.count), Int64(d), Int64(k), xc + row * d,
-                                       Int64(channels.lowerBound), Int64(channels.upperBound))
+                layer.withPointers { pointers in
+                    var conv = ConvEpilogue(segments: segments, stateOffset: index * d * k, layer: pointers, xz: xz, xc: xc, d: d, k: k)
+                    withUnsafePointer(to: &conv) { conv in
+                        layer.inProj.apply(normed, ldx: h, count: t, into: xz, ldy: 2 * d, scratch: scratch, pool: pool,
+                                           precision: precision, q8Scratch: q8,
+                                           epilogue: RowEpilogue(run: ConvEpilogue.run, context: conv))
                     }
-                }
-                layer.xProj.apply(xc, ldx: d, count: t, into: dbc, ldy: xw, scratch: scratch, pool: pool, precision: precision, q8Scratch: q8)
-                // FalconMamba: weightless RMS norm on dt, B and C separately
-                let parts: InlineArray<3, (offset: Int, width: Int)> = [(0, r), (r, n), (r + n, n)]
-                for part in parts.indices {
-                    let (offset, width) = parts[part]
-                    mk_rms_norm(dbc + offset, Int64(xw), nil, config.mixerRMSEpsilon, Int64(t), Int64(width), dbc + offset, Int64(xw))
-                }
-                layer.dtProj.apply(dbc, ldx: xw, count: t, into: dt, ldy: d, scratch: scratch, pool: pool,
-                                   precision: precision, q8Scratch: q8) { channels in
-                    let c0 = channels.lowerBound
-                    layer.dtBias.withUnsafeBufferPointer { bias in
-                        for row in 0..<t { mk_softplus_bias(dt + row * d + c0, bias.baseAddress! + c0, 1, Int64(channels.count)) }
+                    layer.xProj.apply(xc, ldx: d, count: t, into: dbc, ldy: xw, scratch: scratch, pool: pool, precision: precision, q8Scratch: q8)
+                    // FalconMamba: weightless RMS norm on dt, B and C separately
+                    let parts: InlineArray<3, (offset: Int, width: Int)> = [(0, r), (r, n), (r + n, n)]
+                    for part in parts.indices {
+                        let (offset, width) = parts[part]
+                        mk_rms_norm(dbc + offset, Int64(xw), nil, config.mixerRMSEpsilon, Int64(t), Int64(width), dbc + offset, Int64(xw))
                     }
-                    for segment in segments {
-                        let row = segment.rows.lowerBound
-                        mk_selective_scan(segment.ssm + index * d * n, layer.A2, layer.D, dt + row * d, xc + row * d,
-                                          dbc + row * xw + r, dbc + row * xw + r + n, Int64(xw),
-                                          xz + row * 2 * d + d, Int64(2 * d), Int64(segment.rows.count), Int64(d), Int64(n),
-                                          y + row * d, Int64(c0), Int64(channels.upperBound))
+                    var scan = ScanEpilogue(segments: segments, stateOffset: index * d * n, layer: pointers, dt: dt, xc: xc, dbc: dbc,
+                                            xz: xz, y: y, tokens: t, d: d, n: n, r: r)
+                    withUnsafePointer(to: &scan) { scan in
+                        layer.dtProj.apply(dbc, ldx: xw, count: t, into: dt, ldy: d, scratch: scratch, pool: pool,
+                                           precision: precision, q8Scratch: q8,
+                                           epilogue: RowEpilogue(run: ScanEpilogue.run, context: scan))
                     }
                 }
                 layer.outProj.apply(y, ldx: d, count: t, into: normed, ldy: h, scratch: scratch, pool: pool, precision: precision, q8Scratch: q8)

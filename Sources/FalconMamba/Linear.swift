@@ -298,21 +298,10 @@ public final class Linear: @unchecked Sendable {
                                       Int64(part * per + min(per, (thread + 1) * size)))
                     }
                 }
-                let base = shares.baseAddress!
-                pool.forEachThread { thread in
-                    var first: Int64 = 0
-                    for round in 0..<threads {
-                        // round 0: this thread's own shares, from the front; then the others', from the back
-                        let owner = (thread + round) % threads, helper: Int32 = round == 0 ? 0 : 1
-                        for part in 0..<parts {
-                            while case let n = mk_share_take(base + owner * parts + part, helper, &first), n > 0 {
-                                mk_packed_gemm(m, activations, y, Int64(ldy), first, first + n,
-                                               scratch ? panelScratch + thread * stride : nil)
-                                epilogue(Int(first) * 16..<min(rows, Int(first + n) * 16))
-                            }
-                        }
-                    }
-                }
+                var job = DecodeProduct(matrix: m, activations: activations, y: y, ldy: ldy, rows: rows, shares: shares.baseAddress!,
+                                        threads: threads, parts: parts,
+                                        panelScratch: scratch ? panelScratch : nil, panelStride: stride, epilogue: epilogue)
+                withUnsafeMutablePointer(to: &job) { pool.forEachThread(context: $0, DecodeProduct.run) }
             }
             return
         }
@@ -336,10 +325,6 @@ public final class Linear: @unchecked Sendable {
     /// Scratch panels the workspace holds for the packed products: one a thread.
     static func scratchPanels(_ pool: ComputePool) -> Int { pool.threads }
 
-    /// Work on output rows (columns of Y) that may run as soon as those rows are done,
-    /// on the thread that computed them, while other threads still stream weights.
-    typealias RowEpilogue = (Range<Int>) -> Void
-
     /// Y[t, :] = X[t, :] · Wᵀ for `count` rows of X (tokens). X has leading dimension
     /// ldx, Y ldy. Up to MK_MAX_BATCH rows: a batched GEMV split over rows of W. More:
     /// W is decoded tile by tile and multiplied with OpenBLAS sgemm, tiles split over
@@ -347,7 +332,7 @@ public final class Linear: @unchecked Sendable {
     /// for every row of W, on ranges whose Y columns are complete for all tokens.
     func apply(_ x: UnsafePointer<Float>, ldx: Int, count: Int, into y: UnsafeMutablePointer<Float>, ldy: Int,
                scratch: UnsafeMutablePointer<Float>, pool: ComputePool, precision: Precision = .exact,
-               q8Scratch: UnsafeMutableRawPointer? = nil, epilogue: RowEpilogue = { _ in }) {
+               q8Scratch: UnsafeMutableRawPointer? = nil, epilogue: RowEpilogue = .none) {
         if precision == .fast, let packed, let q8Scratch {
             applyPacked(packed, x, ldx: ldx, count: count, into: y, ldy: ldy, pool: pool,
                         q8Scratch: q8Scratch, panelScratch: UnsafeMutableRawPointer(scratch), epilogue: epilogue)
@@ -378,6 +363,35 @@ public final class Linear: @unchecked Sendable {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(count), Int32(r1 - r0), Int32(cols), 1,
                             x, Int32(ldx), buffer, Int32(cols), 0, y + r0, Int32(ldy))
                 epilogue(r0..<r1)
+            }
+        }
+    }
+}
+
+/// One decode product as the pool's threads run it (a C function and its arguments: no
+/// closure, so no allocation). Thread i owns the i-th contiguous share of each part; a
+/// thread done with its own finishes the others' from their ends (mk_share).
+private struct DecodeProduct {
+    let matrix: UnsafeMutablePointer<mk_packed_matrix>
+    let activations: UnsafeMutablePointer<mk_q8_rows>
+    let y: UnsafeMutablePointer<Float>, ldy: Int, rows: Int
+    let shares: UnsafeMutablePointer<mk_share>
+    let threads: Int, parts: Int
+    let panelScratch: UnsafeMutableRawPointer?, panelStride: Int
+    let epilogue: RowEpilogue
+
+    static let run: mk_task_fn = { context, index in
+        let job = context!.load(as: DecodeProduct.self), thread = Int(index)
+        let scratch = job.panelScratch.map { $0 + thread * job.panelStride }
+        var first: Int64 = 0
+        for round in 0..<job.threads {
+            // round 0: this thread's own shares, from the front; then the others', from the back
+            let owner = (thread + round) % job.threads, helper: Int32 = round == 0 ? 0 : 1
+            for part in 0..<job.parts {
+                while case let n = mk_share_take(job.shares + owner * job.parts + part, helper, &first), n > 0 {
+                    mk_packed_gemm(job.matrix, job.activations, job.y, Int64(job.ldy), first, first + n, scratch)
+                    job.epilogue(Int(first) * 16..<min(job.rows, Int(first + n) * 16))
+                }
             }
         }
     }

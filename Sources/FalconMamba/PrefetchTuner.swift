@@ -79,7 +79,7 @@ final class PrefetchTuner: Sendable {
             } else if step == runLength(exploitSteps: exploitSteps, maxDoublings: maxDoublings) {
                 racing = true
                 step = 0
-                seconds = seconds.map { _ in 0 }
+                for i in seconds.indices { seconds[i] = 0 }
             }
         }
     }
@@ -91,8 +91,12 @@ final class PrefetchTuner: Sendable {
     /// (also passed to `step`), and records how long it took.
     func run<T>(rows: Int, logits: Bool, _ step: (PrefetchPlan) -> T) -> T {
         if let fixed = ComputePool.fixedPrefetch { return step(fixed) }
-        let key = rows * 2 + (logits ? 1 : 0), fresh = Race(candidates: candidates.count)
-        let candidate = races.withLock { $0[key, default: fresh].candidate }
+        // (A new race only for a new kind of step: steps allocate nothing.)
+        let key = rows * 2 + (logits ? 1 : 0), count = candidates.count
+        let candidate = races.withLock { races in
+            if races[key] == nil { races[key] = Race(candidates: count) }
+            return races[key]!.candidate
+        }
         let plan = candidates[candidate]
         plan.apply()
         let start = ContinuousClock.now
@@ -101,9 +105,8 @@ final class PrefetchTuner: Sendable {
         races.withLock { races in
             // Another thread may have moved this race on meanwhile: count the step only
             // where it ran by the plan the race is at.
-            if races[key, default: fresh].candidate == candidate {
-                races[key, default: fresh].record(elapsed, rounds: rounds, exploitSteps: exploitSteps,
-                                                  maxDoublings: maxDoublings)
+            if races[key]?.candidate == candidate {
+                races[key]!.record(elapsed, rounds: rounds, exploitSteps: exploitSteps, maxDoublings: maxDoublings)
             }
         }
         return result
