@@ -49,7 +49,9 @@ let package = Package(
         ]),
 
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
-        .testTarget(name: "FalconMambaTests", dependencies: ["FalconMamba"]),
+        // Test support: counts this thread's malloc calls (interposes malloc in the test binary).
+        .target(name: "AllocationCounter", path: "Tests/AllocationCounter"),
+        .testTarget(name: "FalconMambaTests", dependencies: ["FalconMamba", "AllocationCounter"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
         .testTarget(name: "MambaRPCTests", dependencies: ["MambaRPC"]),
         .testTarget(name: "MambaDaemonTests", dependencies: ["MambaDaemon"]),

@@ -50,7 +50,7 @@ public final class ComputePool: @unchecked Sendable {
 
     /// body(i) for i in 0..<tasks, spread over the pool; returns when all are done.
     /// Tasks must be independent. Do not call parallelFor from inside a task.
-    @_optimize(none) public func parallelFor(_ tasks: Int, _ body: (Int) -> Void) {
+    public func parallelFor(_ tasks: Int, _ body: (Int) -> Void) {
         guard tasks > 1, threads > 1 else {
             for i in 0..<tasks { body(i) }
             return
@@ -59,7 +59,7 @@ public final class ComputePool: @unchecked Sendable {
     }
 
     /// body(i) on thread i, for each of the pool's threads (the caller is thread 0).
-    @_optimize(none) public func forEachThread(_ body: (Int) -> Void) {
+    public func forEachThread(_ body: (Int) -> Void) {
         guard threads > 1 else { return body(0) }
         submit(body) { mk_pool_run_each(pool, Self.callTask, $0) }
     }
@@ -72,6 +72,16 @@ public final class ComputePool: @unchecked Sendable {
         turn.withLock { _ in mk_pool_run_each(pool, task, context) }
     }
 
+    /// task(context, i) for i in 0..<tasks, spread over the pool: `parallelFor` without a
+    /// closure, for decode steps, which then allocate nothing.
+    public func parallelFor(_ tasks: Int, context: UnsafeMutableRawPointer, _ task: mk_task_fn) {
+        guard tasks > 1, threads > 1 else {
+            for i in 0..<tasks { task(context, Int64(i)) }
+            return
+        }
+        turn.withLock { _ in mk_pool_run(pool, task, context, Int64(tasks)) }
+    }
+
     /// A job's closure, as the workers find it. A struct field holds the closure as it
     /// is (a bare `(Int) -> Void` in memory would need a reabstraction thunk).
     private struct Task {
@@ -81,9 +91,8 @@ public final class ComputePool: @unchecked Sendable {
     /// Runs `start` with a pointer to `body` (a `Task`) as the context of a pool job, one
     /// job at a time. The task lives on this stack frame and no closure captures a
     /// variable (that would box it on the heap); the one allocation left is the 32-byte
-    /// thunk `withoutActuallyEscaping` wraps `body` in. (`parallelFor` and
-    /// `forEachThread` are not optimized: specialized for a caller's closure, they formed
-    /// it again as an escaping closure, a second allocation.)
+    /// thunk `withoutActuallyEscaping` wraps `body` in, which is why decode steps use
+    /// `forEachThread(context:_:)` and `parallelFor(_:context:_:)` instead.
     private func submit(_ body: (Int) -> Void, _ start: (UnsafeMutableRawPointer) -> Void) {
         withoutActuallyEscaping(body) { body in
             var task = Task(body: body)
@@ -101,10 +110,15 @@ public final class ComputePool: @unchecked Sendable {
     /// Split 0..<count into contiguous ranges (multiples of `granularity`), about
     /// `perThread` per thread, and run body on each in parallel.
     func parallelRanges(_ count: Int, granularity: Int = 1, perThread: Int = 4, _ body: (Range<Int>) -> Void) {
+        let (chunk, tasks) = rangeChunks(count, granularity: granularity, perThread: perThread)
+        parallelFor(tasks) { i in body(i * chunk..<min(count, (i + 1) * chunk)) }
+    }
+
+    /// How `parallelRanges` splits 0..<count: task i takes i * chunk..<(i + 1) * chunk.
+    func rangeChunks(_ count: Int, granularity: Int = 1, perThread: Int = 4) -> (chunk: Int, tasks: Int) {
         let pieces = max(1, min(threads * perThread, count / max(granularity, 1)))
         var chunk = (count + pieces - 1) / pieces
         chunk = (chunk + granularity - 1) / granularity * granularity
-        let tasks = (count + chunk - 1) / chunk
-        parallelFor(tasks) { i in body(i * chunk..<min(count, (i + 1) * chunk)) }
+        return (chunk, (count + chunk - 1) / chunk)
     }
 }

@@ -339,10 +339,10 @@ public final class Linear: @unchecked Sendable {
             return
         }
         if count <= Int(MK_MAX_BATCH) {
-            pool.parallelRanges(rows, granularity: 16, perThread: 8) { range in
-                gemv(x, ldx: ldx, batch: count, y, ldy: ldy, rows: range)
-                epilogue(range)
-            }
+            let (chunk, tasks) = pool.rangeChunks(rows, granularity: 16, perThread: 8)
+            var job = ExactDecodeProduct(linear: Unmanaged.passUnretained(self), x: x, ldx: ldx, batch: count, y: y, ldy: ldy,
+                                         chunk: chunk, epilogue: epilogue)
+            withUnsafeMutablePointer(to: &job) { pool.parallelFor(tasks, context: $0, ExactDecodeProduct.run) }
             return
         }
         if case .dense(let m) = matrix, m.dtype == Int32(MK_DTYPE_F32.rawValue) {
@@ -393,6 +393,25 @@ private struct DecodeProduct {
                     job.epilogue(Int(first) * 16..<min(job.rows, Int(first + n) * 16))
                 }
             }
+        }
+    }
+}
+
+/// One decode product on the exact path, as the pool runs it: task i computes rows
+/// i * chunk..<(i + 1) * chunk (a C function and its arguments: no allocation).
+private struct ExactDecodeProduct {
+    let linear: Unmanaged<Linear>
+    let x: UnsafePointer<Float>, ldx: Int, batch: Int
+    let y: UnsafeMutablePointer<Float>, ldy: Int
+    let chunk: Int
+    let epilogue: RowEpilogue
+
+    static let run: mk_task_fn = { context, index in
+        let job = context!.load(as: ExactDecodeProduct.self)
+        job.linear._withUnsafeGuaranteedRef { linear in
+            let range = Int(index) * job.chunk..<min(linear.rows, (Int(index) + 1) * job.chunk)
+            linear.gemv(job.x, ldx: job.ldx, batch: job.batch, job.y, ldy: job.ldy, rows: range)
+            job.epilogue(range)
         }
     }
 }

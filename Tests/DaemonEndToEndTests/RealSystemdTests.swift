@@ -101,7 +101,12 @@ struct RealSystemdTests {
         }
         let first = try complete()
         let firstTokens = first["result"]?["tokens"]?.ints
-        #expect(firstTokens == expected || firstTokens == beforePacking, "\(first)\n\(journal())")
+        // If the packed weights replaced the exact ones while this request ran (a loaded
+        // machine delays the packing thread, which runs at nice 19), its first token still
+        // came from the exact kernels and the rest from the packed ones: all 16 are there.
+        let switchedDuring = firstTokens?.count == 16 && firstTokens?.first == beforePacking.first
+            && journal().contains("weights packed for the fast path")
+        #expect(firstTokens == expected || firstTokens == beforePacking || switchedDuring, "\(first)\n\(journal())")
         // the first start packs the weights into the service's CacheDirectory, then serves with them
         let packedBy = Date().addingTimeInterval(30)
         while !journal().contains("saved=/var/cache/") && Date() < packedBy { usleep(100_000) }
