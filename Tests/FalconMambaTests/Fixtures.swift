@@ -57,3 +57,13 @@ func argmax(_ values: some Collection<Float>) -> Int {
     for (i, v) in values.enumerated() where v > bestValue { best = i; bestValue = v }
     return best
 }
+
+/// A scratch folder under the temporary directory, removed when released.
+final class ScratchFolder {
+    let path: String
+    init(_ prefix: String) throws {
+        path = NSTemporaryDirectory() + "mambad-\(prefix)-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}

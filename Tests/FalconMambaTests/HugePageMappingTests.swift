@@ -42,15 +42,6 @@ import Testing
         #expect(HugePageMapping.possibleHugeBytes(base: off, length: 64 << 20) == 0)
     }
 
-    /// A scratch folder on the file system the test runs on, removed afterwards.
-    final class Scratch {
-        let path: String
-        init() throws {
-            path = NSTemporaryDirectory() + "mambad-pages-\(UUID().uuidString)"
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        }
-        deinit { try? FileManager.default.removeItem(atPath: path) }
-    }
 
     /// Write `bytes` with writes of `chunk` bytes (small writes leave small folios in the
     /// page cache, large ones large folios where the file system allows).
@@ -66,7 +57,7 @@ import Testing
     }
 
     @Test func aMappingReportsItsPagesWithinItsSize() throws {
-        let scratch = try Scratch(), path = scratch.path + "/weights"
+        let scratch = try ScratchFolder("pages"), path = scratch.path + "/weights"
         try Self.write(path, bytes: 8 << 20, chunk: 1 << 20)
         let file = try #require(PackedCacheFile(path: path, length: 8 << 20, writable: false))
         let pages = file.hugePages
@@ -83,7 +74,7 @@ import Testing
     @Test(.enabled(if: HugePageMapping.fileSystemKeepsHugeFolios(directory: NSTemporaryDirectory()),
                    "needs a file system with large folios and transparent huge pages"))
     func smallFoliosAreReadBackInHugePages() throws {
-        let scratch = try Scratch(), path = scratch.path + "/weights", length = 16 << 20
+        let scratch = try ScratchFolder("pages"), path = scratch.path + "/weights", length = 16 << 20
         try Self.write(path, bytes: length, chunk: 4096)
         let small = try #require(PackedCacheFile(path: path, length: length, writable: false))
         let before = small.hugePages

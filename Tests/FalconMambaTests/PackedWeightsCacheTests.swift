@@ -6,16 +6,6 @@ import Testing
 /// The fast path's packed weights: saved to a cache folder on the first load, mapped
 /// from it on the next, and never used when stale or damaged.
 @Suite struct PackedWeightsCacheTests {
-    /// A scratch folder removed after the test.
-    final class Scratch {
-        let path: String
-        init() throws {
-            path = NSTemporaryDirectory() + "mambad-pack-\(UUID().uuidString)"
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        }
-        deinit { try? FileManager.default.removeItem(atPath: path) }
-    }
-
     static let fixture = "tiny-fp4-like-7b"
     static let prompt = [1, 17, 300, 5, 999, 42, 7]
 
@@ -29,7 +19,7 @@ import Testing
     }
 
     @Test(.enabled(if: mk_q8_available() != 0, "needs an int8 kernel (AVX2 or AVX-512 VNNI)")) func firstLoadPacksAndSavesSecondMapsTheSameWeights() throws {
-        let scratch = try Scratch(), folder = scratch.path + "/nested/cache"
+        let scratch = try ScratchFolder("pack"), folder = scratch.path + "/nested/cache"
         let cache = PackedWeightsCache(directory: folder)
         let first = try FalconMambaModel(directory: Fixtures.modelPath(Self.fixture), precision: .fast, cache: cache)
         guard case .packed(let saved?) = first.packSource else {
@@ -45,7 +35,7 @@ import Testing
     }
 
     @Test(.enabled(if: mk_q8_available() != 0, "needs an int8 kernel (AVX2 or AVX-512 VNNI)")) func deferredPackingServesExactUntilPacked() throws {
-        let scratch = try Scratch(), folder = scratch.path + "/cache"
+        let scratch = try ScratchFolder("pack"), folder = scratch.path + "/cache"
         let cache = PackedWeightsCache(directory: folder)
         let path = Fixtures.modelPath(Self.fixture)
         // nothing cached: no packing now, the exact kernels serve
@@ -71,7 +61,7 @@ import Testing
     }
 
     @Test(.enabled(if: mk_q8_available() != 0, "needs an int8 kernel (AVX2 or AVX-512 VNNI)")) func aChangedCheckpointIsPackedAgain() throws {
-        let scratch = try Scratch(), model = scratch.path + "/model", folder = scratch.path + "/cache"
+        let scratch = try ScratchFolder("pack"), model = scratch.path + "/model", folder = scratch.path + "/cache"
         try FileManager.default.copyItem(atPath: Fixtures.modelPath(Self.fixture), toPath: model)
         let cache = PackedWeightsCache(directory: folder)
         _ = try FalconMambaModel(directory: model, precision: .fast, cache: cache)
@@ -90,7 +80,7 @@ import Testing
     }
 
     @Test(.enabled(if: mk_q8_available() != 0, "needs an int8 kernel (AVX2 or AVX-512 VNNI)")) func bothLMHeadVariantsStayCached() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchFolder("pack")
         let cache = PackedWeightsCache(directory: scratch.path)
         let path = Fixtures.modelPath(Self.fixture)
         // a file of this folder from a version without variants: replaced, not kept
@@ -111,7 +101,7 @@ import Testing
     }
 
     @Test(.enabled(if: mk_q8_available() != 0, "needs an int8 kernel (AVX2 or AVX-512 VNNI)")) func filesOfDeletedCheckpointFoldersAreRemovedWhenAnotherModelPacks() throws {
-        let scratch = try Scratch(), folder = scratch.path + "/cache"
+        let scratch = try ScratchFolder("pack"), folder = scratch.path + "/cache"
         let cache = PackedWeightsCache(directory: folder)
         let kept = scratch.path + "/kept", deleted = scratch.path + "/deleted", other = scratch.path + "/other"
         for path in [kept, deleted, other] { try FileManager.default.copyItem(atPath: Fixtures.modelPath(Self.fixture), toPath: path) }
@@ -130,7 +120,7 @@ import Testing
     }
 
     @Test(.enabled(if: mk_q8_available() != 0, "needs an int8 kernel (AVX2 or AVX-512 VNNI)"), arguments: ["header", "truncated"]) func aDamagedCacheFileIsReplaced(damage: String) throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchFolder("pack")
         let cache = PackedWeightsCache(directory: scratch.path)
         let reference = try logits(FalconMambaModel(directory: Fixtures.modelPath(Self.fixture), precision: .fast, cache: cache))
         let path = scratch.path + "/" + (try #require(cacheFiles(scratch.path).first))
@@ -148,7 +138,7 @@ import Testing
     }
 
     @Test(.enabled(if: mk_q8_available() != 0, "needs an int8 kernel (AVX2 or AVX-512 VNNI)")) func anUnusableCacheFolderPacksIntoMemory() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchFolder("pack")
         let blocker = scratch.path + "/file"
         try Data("not a folder".utf8).write(to: URL(fileURLWithPath: blocker))
         let cache = PackedWeightsCache(directory: blocker + "/cache")
@@ -159,7 +149,7 @@ import Testing
     }
 
     @Test func theExactPathPacksNothing() throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchFolder("pack")
         let model = try FalconMambaModel(directory: Fixtures.modelPath(Self.fixture), precision: .exact,
                                          cache: PackedWeightsCache(directory: scratch.path))
         #expect(model.packSource == .none)
