@@ -336,9 +336,8 @@ public final class FalconMambaModel: Sendable {
     }
 
     /// The same into `output`, emptied first; its arrays keep their capacity, so a caller
-    /// that passes the same output every step makes steps whose only allocations are one
-    /// 32-byte closure wrapper per parallel section (`ComputePool.submit`; 257 a step for
-    /// the 7B, against ~650 before: docs/performance.md, session 8).
+    /// that passes the same output every step makes steps that allocate nothing
+    /// (`DecodeAllocationTests`; ~650 allocations a step for the 7B before session 8).
     public func decodeBatch(_ tokens: [Int], states: inout [SequenceState], into output: inout ForwardOutput) throws(ModelError) {
         guard !tokens.isEmpty else { throw .emptyInput }
         guard tokens.count == states.count else {

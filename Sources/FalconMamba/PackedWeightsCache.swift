@@ -139,11 +139,10 @@ public struct PackedWeightsCache: Sendable {
     }
 
     /// Map an existing cache file and check it holds `layouts` under `key`; nil if absent
-    /// or stale.
+    /// or stale. A valid file in small folios is read back in 2 MiB ones
+    /// (`PackedCacheFile.inHugePages`); a stale one is not, since it is about to be replaced.
     func open(_ path: String, key: UInt64, layouts: [PackedLayout], offsets: [Int], total: Int) -> PackedCacheFile? {
-        guard let file = PackedCacheFile.mapPreferringHugePages(path: path, length: total, probeDirectory: directory) else {
-            return nil
-        }
+        guard let file = PackedCacheFile(path: path, length: total, writable: false) else { return nil }
         let header = file.base
         guard header.load(as: UInt64.self) == Self.magic, header.load(fromByteOffset: 8, as: UInt64.self) == key,
               header.load(fromByteOffset: 16, as: UInt32.self) == UInt32(layouts.count),
@@ -154,7 +153,7 @@ public struct PackedWeightsCache: Sendable {
                   entry.load(fromByteOffset: 16, as: Int64.self) == Int64(layout.cols),
                   entry.load(fromByteOffset: 24, as: Int32.self) == layout.bits else { return nil }
         }
-        return file
+        return file.inHugePages(path: path, probeDirectory: directory)
     }
 
     /// The table and output scale stored for matrix i.
@@ -254,18 +253,23 @@ final class PackedCacheFile: @unchecked Sendable {
         if !writable { HugePageMapping.adviseAndPopulate(mapped, length: length) }
     }
 
-    /// Map a file read-only. If the page cache holds it in small folios (copied or
-    /// restored with small writes, say), so that over a tenth of it maps with 4 KiB
-    /// pages, and files in `probeDirectory`'s file system can come in as 2 MiB folios at
-    /// all, drop it from the page cache and map it again, once: read back from disk
-    /// (about a second for the 7B here) it comes in as 2 MiB folios (`HugePageMapping`).
-    /// Pages another process maps stay as they are.
+    /// Map a file read-only, in 2 MiB pages where it can be (`inHugePages`).
     static func mapPreferringHugePages(path: String, length: Int, probeDirectory: String) -> PackedCacheFile? {
-        guard let file = PackedCacheFile(path: path, length: length, writable: false) else { return nil }
-        let pages = file.hugePages
+        PackedCacheFile(path: path, length: length, writable: false)?.inHugePages(path: path, probeDirectory: probeDirectory)
+    }
+
+    /// This read-only mapping of the file at `path`, or, if the page cache holds the file
+    /// in small folios (copied or restored with small writes, say), so that over a tenth
+    /// of it maps with 4 KiB pages, and files in `probeDirectory`'s file system can come
+    /// in as 2 MiB folios at all: this one unmapped, the file dropped from the page cache
+    /// and mapped again, once; read back from disk (about a second for the 7B here) it
+    /// comes in as 2 MiB folios (`HugePageMapping`). Pages another process maps stay as
+    /// they are.
+    func inHugePages(path: String, probeDirectory: String) -> PackedCacheFile? {
+        let pages = hugePages
         guard let huge = pages.mapped, huge < pages.possible / 10 * 9,
-              HugePageMapping.fileSystemKeepsHugeFolios(directory: probeDirectory) else { return file }
-        file.unmap()
+              HugePageMapping.fileSystemKeepsHugeFolios(directory: probeDirectory) else { return self }
+        unmap()
         guard PackedWeightsCache.dropFromPageCache(path),
               let again = PackedCacheFile(path: path, length: length, writable: false) else { return nil }
         again.rereadForHugePages = true
