@@ -40,6 +40,40 @@ static inline __attribute__((always_inline)) void mk_prefetch_weights(const void
 }
 #endif
 
+#if defined(__x86_64__)
+enum { MK_LANES_ADD, MK_LANES_MAX, MK_LANES_ADD_I32 };
+
+/// Lane i of the result is v[i]'s 16 lanes combined by `op` (float add, float max, or
+/// int32 add on vectors that hold int32): 15 operations and a transposing shuffle per
+/// level instead of 16 separate horizontal reductions. The float sums are added in a
+/// fixed order.
+__attribute__((target("avx512f"), always_inline)) static inline __m512 mk_lanes16(const __m512 v[16], const int op) {
+#define MK_COMBINE(a, b)                                                                                           \
+    (op == MK_LANES_MAX       ? _mm512_max_ps(a, b)                                                                \
+     : op == MK_LANES_ADD_I32 ? _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b))) \
+                              : _mm512_add_ps(a, b))
+    __m512 a[8], b[4], c[2];
+    // 256-bit halves: a[j] holds v[2j] in 128-bit lanes 0-1 and v[2j+1] in lanes 2-3
+    for (int j = 0; j < 8; j++)
+        a[j] = MK_COMBINE(_mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                          _mm512_shuffle_f32x4(v[2 * j], v[2 * j + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    // 128-bit lanes: b[j] lane L holds channel 4j + L's four partial results
+    for (int j = 0; j < 4; j++)
+        b[j] = MK_COMBINE(_mm512_shuffle_f32x4(a[2 * j], a[2 * j + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                          _mm512_shuffle_f32x4(a[2 * j], a[2 * j + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    // pairs within lanes: c[j] lane L holds channels 8j + L and 8j + 4 + L, two each
+    for (int j = 0; j < 2; j++)
+        c[j] = MK_COMBINE(_mm512_shuffle_ps(b[2 * j], b[2 * j + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                          _mm512_shuffle_ps(b[2 * j], b[2 * j + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    // lane L: channels L, 4 + L, 8 + L, 12 + L
+    const __m512 all = MK_COMBINE(_mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                  _mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+#undef MK_COMBINE
+    // position 4L + j holds channel L + 4j
+    return _mm512_permutexvar_ps(_mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0), all);
+}
+#endif
+
 static inline uint32_t mk_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float mk_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 

@@ -164,6 +164,33 @@ struct Q4Case: CustomTestStringConvertible, Sendable {
         #expect(out[4...] == [1, 2, 1, 1])
     }
 
+    /// Hidden-size rows (and a width that ends off every vector) on every path, against
+    /// the sum of squares in double, element by element.
+    @Test(arguments: [4096, 4096 + 37, 7])
+    func rmsNormOfLongRows(width n: Int) {
+        var random = TestRandom(state: UInt64(n))
+        let rows = 3
+        let x = (0..<rows * n).map { _ in random.float() * 5 }
+        let weight = (0..<n).map { _ in 0.5 + random.float() }
+        var expected = [Float](repeating: 0, count: rows * n)
+        for r in 0..<rows {
+            let sum = (0..<n).reduce(0.0) { $0 + Double(x[r * n + $1]) * Double(x[r * n + $1]) }
+            let inv = Float(1 / (sum / Double(n) + 1e-5).squareRoot())
+            for i in 0..<n { expected[r * n + i] = x[r * n + i] * inv * weight[i] }
+        }
+        for isa in availableISAs {
+            #expect(mk_force_isa(isa) == 0)
+            var out = [Float](repeating: 0, count: rows * n)
+            mk_rms_norm(x, Int64(n), weight, 1e-5, Int64(rows), Int64(n), &out, Int64(n))
+            mk_force_isa(0)
+            for i in 0..<rows * n {
+                // the sums differ only in the order of double additions: the float result
+                // is the same but where that order moves it across a rounding boundary
+                #expect(abs(out[i] - expected[i]) <= abs(expected[i]) * 2.4e-7, "isa \(isa) element \(i)")
+            }
+        }
+    }
+
     @Test func convStateAndWeightsAreTapMajor() {
         // 17 channels (a full vector and one more), kernel 3: state[k * 17 + d] is tap k of channel d
         let D = 17, K = 3

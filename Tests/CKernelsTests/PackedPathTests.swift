@@ -85,9 +85,12 @@ extension KernelTests {
 
     @Test func activationQuantizationIsTheSameOnEveryPath() {
         var random = TestRandom(state: 5)
-        let rows = 3, cols = 192
+        // 21 blocks a row: one group of 16 that the AVX-512 path reduces together, and 5 more
+        let rows = 3, cols = 21 * 64
         var xs = (0..<rows * cols).map { _ in random.float() * 3 }
-        for i in 128..<192 { xs[i] = 0 }  // an all-zero block
+        for i in 128..<192 { xs[i] = 0 }  // an all-zero block in the group
+        for i in (cols + 18 * 64)..<(cols + 19 * 64) { xs[i] = 0 }  // and one after it, in row 1
+        for i in (2 * cols + 5 * 64)..<(2 * cols + 6 * 64) { xs[i] *= 1e-3 }  // a block far below the others
         func quantize() -> (q: [Int8], scale: [Float], corr: [Int32]) {
             var memory = [UInt8](repeating: 0, count: Int(mk_q8_rows_bytes(Int64(rows), Int64(cols))))
             return memory.withUnsafeMutableBytes { raw in
@@ -107,7 +110,18 @@ extension KernelTests {
             mk_force_isa(0)
             #expect(other.q == reference.q && other.scale == reference.scale && other.corr == reference.corr, "isa \(isa)")
         }
-        #expect(reference.q[128..<192].allSatisfy { $0 == 0 } && reference.scale[2] == 0)
+        #expect(reference.q[128..<192].allSatisfy { $0 == 0 } && reference.scale[2] == 0 && reference.corr[2] == 0)
+        #expect(reference.scale[21 + 18] == 0 && reference.corr[21 + 18] == 0)
+        // the definition: a block's values over its largest magnitude, times 127, rounded
+        for block in 0..<rows * cols / 64 {
+            let values = xs[(block * 64)..<((block + 1) * 64)]
+            let largest = values.map { abs($0) }.max()!
+            #expect(reference.scale[block] == largest / 127, "block \(block)")
+            guard largest > 0 else { continue }
+            let q = values.map { Int8(($0 * (127 / largest)).rounded(.toNearestOrEven)) }
+            #expect(Array(reference.q[(block * 64)..<((block + 1) * 64)]) == q, "block \(block)")
+            #expect(reference.corr[block] == -128 * q.reduce(0) { $0 + Int32($1) }, "block \(block)")
+        }
         #expect(reference.q.allSatisfy { $0 != -128 })
     }
 
