@@ -19,10 +19,10 @@ mk_q8_rows mk_q8_rows_in(void *memory, int64_t rows, int64_t cols) {
     return x;
 }
 
-static void quantize_rows_scalar(const float *x, int64_t ldx, mk_q8_rows *out) {
+static void quantize_blocks_scalar(const float *x, int64_t ldx, mk_q8_rows *out, int64_t block_begin, int64_t block_end) {
     const int64_t blocks = out->cols / 64;
     for (int64_t t = 0; t < out->rows; t++) {
-        for (int64_t b = 0; b < blocks; b++) {
+        for (int64_t b = block_begin; b < block_end; b++) {
             const float *xb = x + t * ldx + 64 * b;
             float amax = 0;
             for (int i = 0; i < 64; i++) amax = fmaxf(amax, fabsf(xb[i]));
@@ -68,15 +68,15 @@ AVX512Q static void quantize_block_avx512(const float *xb, int8_t *q, float *sca
 /// vector (a horizontal reduction and a scalar division per block made a 4-row decode
 /// batch of the 7B's 8192 columns take 5 us, on the caller's thread while the pool
 /// waits; 256 such vectors a step).
-AVX512Q static void quantize_rows_avx512(const float *x, int64_t ldx, mk_q8_rows *out) {
+AVX512Q static void quantize_blocks_avx512(const float *x, int64_t ldx, mk_q8_rows *out, int64_t block_begin, int64_t block_end) {
     const int64_t blocks = out->cols / 64;
     for (int64_t t = 0; t < out->rows; t++) {
         const float *row = x + t * ldx;
         int8_t *q = out->q + t * out->cols;
         float *scale = out->scale + t * blocks;
         int32_t *neg_corr = out->neg_corr + t * blocks;
-        int64_t b = 0;
-        for (; b + 16 <= blocks; b += 16) {
+        int64_t b = block_begin;
+        for (; b + 16 <= block_end; b += 16) {
             __m512 largest[16];
             for (int j = 0; j < 16; j++) {
                 const float *xb = row + 64 * (b + j);
@@ -104,19 +104,47 @@ AVX512Q static void quantize_rows_avx512(const float *x, int64_t ldx, mk_q8_rows
             const __m512i total = _mm512_castps_si512(mk_lanes16(sums, MK_LANES_ADD_I32));
             _mm512_storeu_si512(neg_corr + b, _mm512_mullo_epi32(total, _mm512_set1_epi32(-128)));
         }
-        for (; b < blocks; b++) quantize_block_avx512(row + 64 * b, q + 64 * b, scale + b, neg_corr + b);
+        for (; b < block_end; b++) quantize_block_avx512(row + 64 * b, q + 64 * b, scale + b, neg_corr + b);
     }
 }
 #endif
 
-void mk_q8_quantize_rows(const float *x, int64_t ldx, mk_q8_rows *out) {
+void mk_q8_quantize_blocks(const float *x, int64_t ldx, mk_q8_rows *out, int64_t block_begin, int64_t block_end) {
+    const int64_t blocks = out->cols / 64;
+    if (block_begin < 0) block_begin = 0;
+    if (block_end > blocks) block_end = blocks;
+    if (block_begin >= block_end) return;
 #if defined(__x86_64__)
     if (strcmp(mk_isa(), "avx512") == 0) {
-        quantize_rows_avx512(x, ldx, out);
+        quantize_blocks_avx512(x, ldx, out, block_begin, block_end);
         return;
     }
 #endif
-    quantize_rows_scalar(x, ldx, out);
+    quantize_blocks_scalar(x, ldx, out, block_begin, block_end);
+}
+
+void mk_q8_quantize_rows(const float *x, int64_t ldx, mk_q8_rows *out) {
+    mk_q8_quantize_blocks(x, ldx, out, 0, out->cols / 64);
+}
+
+#if defined(__x86_64__)
+#define pause_briefly() _mm_pause()
+#else
+#define pause_briefly() ((void)0)
+#endif
+
+void mk_q8_quantize_shared(const float *x, int64_t ldx, mk_q8_rows *out, mk_q8_claims *claims, int thread, int threads) {
+    const int64_t blocks = out->cols / 64;
+    const int parts = threads < 1 ? 1 : threads > 64 ? 64 : threads;
+    for (int k = 0; k < parts; k++) {
+        const int part = (thread + k) % parts;  // its own part first
+        const uint64_t bit = (uint64_t)1 << part;
+        if (__atomic_fetch_or(&claims->claimed, bit, __ATOMIC_ACQ_REL) & bit) continue;
+        mk_q8_quantize_blocks(x, ldx, out, blocks * part / parts, blocks * (part + 1) / parts);
+        __atomic_fetch_add(&claims->done, 1, __ATOMIC_RELEASE);
+    }
+    // every part is claimed now; the ones others claimed are being quantized by running threads
+    while (__atomic_load_n(&claims->done, __ATOMIC_ACQUIRE) < parts) pause_briefly();
 }
 
 float mk_q8_lut(const float table[16], uint8_t lut[16]) {

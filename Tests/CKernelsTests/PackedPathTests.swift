@@ -125,6 +125,58 @@ extension KernelTests {
         #expect(reference.q.allSatisfy { $0 != -128 })
     }
 
+    /// The threads of a decode product quantize its activations together; the result is
+    /// the same as one thread's, whoever does which part, and a thread that never
+    /// arrives holds nobody up.
+    @Test(arguments: [1, 2, 3, 5])
+    func sharedQuantizationIsTheSameAsOneThreads(threads: Int) async {
+        var random = TestRandom(state: 9)
+        let rows = 4, cols = 8192
+        let xs = (0..<rows * cols).map { _ in random.float() * 2 }
+        let bytes = Int(mk_q8_rows_bytes(Int64(rows), Int64(cols)))
+        func contents(_ raw: UnsafeMutableRawBufferPointer) -> [UInt8] {
+            let x = mk_q8_rows_in(raw.baseAddress!, Int64(rows), Int64(cols))
+            let q = UnsafeRawBufferPointer(start: x.q, count: rows * cols)
+            let scale = UnsafeRawBufferPointer(start: x.scale, count: rows * cols / 64 * 4)
+            let corr = UnsafeRawBufferPointer(start: x.neg_corr, count: rows * cols / 64 * 4)
+            return Array(q) + Array(scale) + Array(corr)
+        }
+        var expected = [UInt8](repeating: 0, count: bytes)
+        let reference = expected.withUnsafeMutableBytes { raw in
+            var x = mk_q8_rows_in(raw.baseAddress!, Int64(rows), Int64(cols))
+            mk_q8_quantize_rows(xs, Int64(cols), &x)
+            return contents(raw)
+        }
+        // one thread of `threads`, the others never come: it does every part
+        var alone = [UInt8](repeating: 0, count: bytes)
+        let byOne = alone.withUnsafeMutableBytes { raw in
+            var x = mk_q8_rows_in(raw.baseAddress!, Int64(rows), Int64(cols))
+            var claims = mk_q8_claims()
+            mk_q8_quantize_shared(xs, Int64(cols), &x, &claims, Int32(threads - 1), Int32(threads))
+            #expect(claims.done == Int64(threads))
+            return contents(raw)
+        }
+        #expect(byOne == reference)
+        // all of them at once, on threads of their own
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        defer { memory.deallocate() }
+        memory.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        let claims = UnsafeMutablePointer<mk_q8_claims>.allocate(capacity: 1)
+        defer { claims.deallocate() }
+        claims.initialize(to: mk_q8_claims())
+        let rowsPointer = UnsafeMutablePointer<mk_q8_rows>.allocate(capacity: 1)
+        defer { rowsPointer.deallocate() }
+        rowsPointer.initialize(to: mk_q8_rows_in(memory, Int64(rows), Int64(cols)))
+        nonisolated(unsafe) let (shared, layout) = (claims, rowsPointer)
+        let input = xs
+        await withTaskGroup(of: Void.self) { group in
+            for thread in 0..<threads {
+                group.addTask { mk_q8_quantize_shared(input, Int64(cols), layout, shared, Int32(thread), Int32(threads)) }
+            }
+        }
+        #expect(contents(UnsafeMutableRawBufferPointer(start: memory, count: bytes)) == reference)
+    }
+
     @Test func blockScalesAreUInt8FractionsOfTheRowsLargest() {
         var q = RandomQ4(rows: 21, cols: 256, blocksize: 64, seed: 17)
         for b in 0..<4 { q.absmax[2 * 4 + b] = 0 }     // row 2: all blocks zero

@@ -103,6 +103,19 @@ int64_t mk_q8_rows_bytes(int64_t rows, int64_t cols);
 /// Lay out mk_q8_rows in `memory` (mk_q8_rows_bytes bytes; aligned to 64 inside).
 mk_q8_rows mk_q8_rows_in(void *memory, int64_t rows, int64_t cols);
 void mk_q8_quantize_rows(const float *x, int64_t ldx, mk_q8_rows *out);
+/// Blocks [block_begin, block_end) of every row.
+void mk_q8_quantize_blocks(const float *x, int64_t ldx, mk_q8_rows *out, int64_t block_begin, int64_t block_end);
+
+/// The quantization of one decode product's activations, shared by the threads that run
+/// it: the blocks are cut into one part a thread, and thread i quantizes part i (the
+/// channels it computed itself when the previous product's epilogue wrote them), then
+/// any part nobody has claimed yet, then waits for the parts others claimed. So the
+/// caller's thread does not quantize alone while the pool waits, each thread reads
+/// mostly from its own cache, and a thread that has not started yet (descheduled) holds
+/// nobody up: its part is claimed by whoever gets there first. Zero-initialize, then
+/// every thread of the job calls mk_q8_quantize_shared once.
+typedef struct { uint64_t claimed; int64_t done; } mk_q8_claims;
+void mk_q8_quantize_shared(const float *x, int64_t ldx, mk_q8_rows *out, mk_q8_claims *claims, int thread, int threads);
 
 /// The int8 weight table: lut[i] = round(table[i] * multiplier) + 128 (as unsigned),
 /// with the multiplier (at most 127 / max|table|) that represents the table best.
