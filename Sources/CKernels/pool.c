@@ -165,12 +165,17 @@ void mk_share_init(mk_share *share, int64_t begin, int64_t end) {
     __atomic_store_n(&share->ends, (uint64_t)(uint32_t)begin | (uint64_t)(uint32_t)end << 32, __ATOMIC_RELEASE);
 }
 
-int64_t mk_share_take(mk_share *share, int helper, int64_t *first) {
+int64_t mk_share_take(mk_share *share, int helper, int64_t *first) { return mk_share_take_multiple(share, helper, 1, first); }
+
+int64_t mk_share_take_multiple(mk_share *share, int helper, int64_t multiple, int64_t *first) {
+    if (multiple < 1) multiple = 1;
     uint64_t old = __atomic_load_n(&share->ends, __ATOMIC_ACQUIRE);
     for (;;) {
         const int64_t front = (uint32_t)old, back = (uint32_t)(old >> 32), left = back - front;
         if (left <= 0) return 0;
-        const int64_t n = helper ? (left + 7) / 8 : (left + 3) / 4;
+        int64_t n = helper ? (left + 7) / 8 : (left + 3) / 4;
+        n = (n + multiple - 1) / multiple * multiple;
+        if (n > left) n = left;
         const int64_t new_front = helper ? front : front + n, new_back = helper ? back - n : back;
         const uint64_t taken = (uint64_t)(uint32_t)new_front | (uint64_t)(uint32_t)new_back << 32;
         if (__atomic_compare_exchange_n(&share->ends, &old, taken, 1, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {

@@ -138,6 +138,10 @@ public final class FalconMambaModel: Sendable {
     /// Loaded with `deferPacking` while the cache held no packed weights for it: the
     /// exact kernels serve until a model loaded without deferring replaces this one.
     public private(set) nonisolated(unsafe) var packingDeferred = false
+    /// Whether decode steps quantize x_proj's and out_proj's inputs in the epilogues that
+    /// write them (the default) or at the start of those products, as prefill does; the
+    /// values are the same bit for bit, which a test checks by turning this off.
+    package nonisolated(unsafe) var epiloguesQuantizeNext = true
 
     /// Tokens per internal prefill chunk: bounds activation memory for long prompts.
     public static let prefillChunk = 256

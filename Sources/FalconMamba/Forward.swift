@@ -12,7 +12,7 @@ struct Segment {
 private struct Workspace {
     var storage: [Float]
     /// Where each buffer starts in `storage` (inline: a decode step allocates nothing).
-    let offsets: InlineArray<9, Int>
+    let offsets: InlineArray<10, Int>
 
     /// Carved from `spare` where it is large enough (its contents do not matter: every
     /// buffer is written before it is read), else from a new allocation.
@@ -26,7 +26,7 @@ private struct Workspace {
         let tile = max(t <= Int(MK_MAX_BATCH) ? 0 : m.pool.threads * tileFloats,
                        m.packSource == .none || mk_packed_gemm_needs_scratch(Int64(t)) == 0 ? 0
                            : Linear.scratchPanels(m.pool) * (panelBytes + 63) / 4)
-        let sizes: InlineArray<9, Int> = [
+        let sizes: InlineArray<10, Int> = [
             t * h,       // residual
             t * h,       // normed input / block output
             t * 2 * d,   // in_proj output: x | z
@@ -35,8 +35,10 @@ private struct Workspace {
             t * d,       // dt
             t * d,       // scan output
             tile,        // decoded weight tiles or panels, one per thread or piece
-            Int(mk_q8_rows_bytes(Int64(t), Int64(max(h, d, xw)))) / 4 + 16]  // int8 activations
-        var offsets = InlineArray<9, Int>(repeating: 0), total = 0
+            Int(mk_q8_rows_bytes(Int64(t), Int64(max(h, d, xw)))) / 4 + 16,  // int8 activations
+            // decode: x_proj's and out_proj's int8 activations, made by the epilogues before
+            t <= Int(MK_MAX_BATCH) ? Int(mk_q8_rows_bytes(Int64(t), Int64(d))) / 4 + 16 : 0]
+        var offsets = InlineArray<10, Int>(repeating: 0), total = 0
         for i in sizes.indices {
             offsets[i] = total
             total += sizes[i]
@@ -108,32 +110,46 @@ extension FalconMambaModel {
             // finishes its inputs, on the rows that thread just computed: the conv after
             // in_proj's x rows, softplus and the scan after dt_proj's rows. No separate
             // parallel section, and one thread's state updates overlap the other's reads.
-            for (index, layer) in layers.enumerated() {
-                mk_rms_norm(residual, Int64(h), layer.norm, config.layerNormEpsilon, Int64(t), Int64(h), normed, Int64(h))
-                layer.withPointers { pointers in
-                    var conv = ConvEpilogue(segments: segments, stateOffset: index * d * k, layer: pointers, xz: xz, xc: xc, d: d, k: k)
-                    withUnsafePointer(to: &conv) { conv in
-                        layer.inProj.apply(normed, ldx: h, count: t, into: xz, ldy: 2 * d, scratch: scratch, pool: pool,
-                                           precision: precision, q8Scratch: q8,
-                                           epilogue: RowEpilogue(run: ConvEpilogue.run, context: conv))
+            // In decode on the packed path they also quantize the next product's input
+            // (the conv x_proj's, the scan out_proj's) on the channels they wrote, in
+            // ranges of whole blocks of 64 (`pieceRows`), so that product does not
+            // quantize it (`quantizeForNextProduct`).
+            withUnsafeTemporaryAllocation(of: mk_q8_rows.self, capacity: 1) { nextRows in
+                nextRows.initializeElement(at: 0, to: mk_q8_rows_in(base + offsets[9], Int64(t), Int64(d)))
+                for (index, layer) in layers.enumerated() {
+                    mk_rms_norm(residual, Int64(h), layer.norm, config.layerNormEpsilon, Int64(t), Int64(h), normed, Int64(h))
+                    let epilogues = epiloguesQuantizeNext && decodeSized && precision == .fast && d % 64 == 0
+                    let pieceRows = epilogues ? 64 : 16
+                    let nextOfConv = epilogues && layer.xProj.packed != nil ? nextRows.baseAddress : nil
+                    let nextOfScan = epilogues && layer.outProj.packed != nil ? nextRows.baseAddress : nil
+                    layer.withPointers { pointers in
+                        var conv = ConvEpilogue(segments: segments, stateOffset: index * d * k, layer: pointers, xz: xz, xc: xc, d: d, k: k,
+                                                next: nextOfConv)
+                        withUnsafePointer(to: &conv) { conv in
+                            layer.inProj.apply(normed, ldx: h, count: t, into: xz, ldy: 2 * d, scratch: scratch, pool: pool,
+                                               precision: precision, q8Scratch: q8,
+                                               epilogue: RowEpilogue(run: ConvEpilogue.run, context: conv), pieceRows: pieceRows)
+                        }
+                        layer.xProj.apply(xc, ldx: d, count: t, into: dbc, ldy: xw, scratch: scratch, pool: pool, precision: precision,
+                                          q8Scratch: q8, quantized: nextOfConv)
+                        // FalconMamba: weightless RMS norm on dt, B and C separately
+                        let parts: InlineArray<3, (offset: Int, width: Int)> = [(0, r), (r, n), (r + n, n)]
+                        for part in parts.indices {
+                            let (offset, width) = parts[part]
+                            mk_rms_norm(dbc + offset, Int64(xw), nil, config.mixerRMSEpsilon, Int64(t), Int64(width), dbc + offset, Int64(xw))
+                        }
+                        var scan = ScanEpilogue(segments: segments, stateOffset: index * d * n, layer: pointers, dt: dt, xc: xc, dbc: dbc,
+                                                xz: xz, y: y, tokens: t, d: d, n: n, r: r, next: nextOfScan)
+                        withUnsafePointer(to: &scan) { scan in
+                            layer.dtProj.apply(dbc, ldx: xw, count: t, into: dt, ldy: d, scratch: scratch, pool: pool,
+                                               precision: precision, q8Scratch: q8,
+                                               epilogue: RowEpilogue(run: ScanEpilogue.run, context: scan), pieceRows: pieceRows)
+                        }
                     }
-                    layer.xProj.apply(xc, ldx: d, count: t, into: dbc, ldy: xw, scratch: scratch, pool: pool, precision: precision, q8Scratch: q8)
-                    // FalconMamba: weightless RMS norm on dt, B and C separately
-                    let parts: InlineArray<3, (offset: Int, width: Int)> = [(0, r), (r, n), (r + n, n)]
-                    for part in parts.indices {
-                        let (offset, width) = parts[part]
-                        mk_rms_norm(dbc + offset, Int64(xw), nil, config.mixerRMSEpsilon, Int64(t), Int64(width), dbc + offset, Int64(xw))
-                    }
-                    var scan = ScanEpilogue(segments: segments, stateOffset: index * d * n, layer: pointers, dt: dt, xc: xc, dbc: dbc,
-                                            xz: xz, y: y, tokens: t, d: d, n: n, r: r)
-                    withUnsafePointer(to: &scan) { scan in
-                        layer.dtProj.apply(dbc, ldx: xw, count: t, into: dt, ldy: d, scratch: scratch, pool: pool,
-                                           precision: precision, q8Scratch: q8,
-                                           epilogue: RowEpilogue(run: ScanEpilogue.run, context: scan))
-                    }
+                    layer.outProj.apply(y, ldx: d, count: t, into: normed, ldy: h, scratch: scratch, pool: pool, precision: precision,
+                                        q8Scratch: q8, quantized: nextOfScan)
+                    for i in 0..<(t * h) { residual[i] += normed[i] }
                 }
-                layer.outProj.apply(y, ldx: d, count: t, into: normed, ldy: h, scratch: scratch, pool: pool, precision: precision, q8Scratch: q8)
-                for i in 0..<(t * h) { residual[i] += normed[i] }
             }
 
             mk_rms_norm(residual, Int64(h), normF, config.layerNormEpsilon, Int64(t), Int64(h), normed, Int64(h))

@@ -250,23 +250,28 @@ public final class Linear: @unchecked Sendable {
     private func applyPacked(_ packed: PackedWeights, _ x: UnsafePointer<Float>, ldx: Int, count: Int,
                              into y: UnsafeMutablePointer<Float>, ldy: Int, pool: ComputePool,
                              q8Scratch: UnsafeMutableRawPointer, panelScratch: UnsafeMutableRawPointer,
-                             epilogue: RowEpilogue) {
+                             epilogue: RowEpilogue, pieceRows: Int, quantized: UnsafeMutablePointer<mk_q8_rows>?) {
         // The products get the matrix and the activations through pointers to the stack:
         // closures that captured variables would box them, allocations on every product.
         withUnsafeTemporaryAllocation(of: mk_packed_matrix.self, capacity: 1) { m in
+            m.initializeElement(at: 0, to: packed.matrix)
+            if let quantized, count <= Int(MK_MAX_BATCH) {
+                applyPacked(m.baseAddress!, quantized, quantize: false, x, ldx: ldx, count: count, into: y, ldy: ldy,
+                            pool: pool, panelScratch: panelScratch, epilogue: epilogue, pieceRows: pieceRows)
+                return
+            }
             withUnsafeTemporaryAllocation(of: mk_q8_rows.self, capacity: 1) { activations in
-                m.initializeElement(at: 0, to: packed.matrix)
                 activations.initializeElement(at: 0, to: mk_q8_rows_in(q8Scratch, Int64(count), Int64(cols)))
-                applyPacked(m.baseAddress!, activations.baseAddress!, x, ldx: ldx, count: count, into: y, ldy: ldy,
-                            pool: pool, panelScratch: panelScratch, epilogue: epilogue)
+                applyPacked(m.baseAddress!, activations.baseAddress!, quantize: true, x, ldx: ldx, count: count, into: y, ldy: ldy,
+                            pool: pool, panelScratch: panelScratch, epilogue: epilogue, pieceRows: pieceRows)
             }
         }
     }
 
     private func applyPacked(_ m: UnsafeMutablePointer<mk_packed_matrix>, _ activations: UnsafeMutablePointer<mk_q8_rows>,
-                             _ x: UnsafePointer<Float>, ldx: Int, count: Int,
+                             quantize: Bool, _ x: UnsafePointer<Float>, ldx: Int, count: Int,
                              into y: UnsafeMutablePointer<Float>, ldy: Int, pool: ComputePool,
-                             panelScratch: UnsafeMutableRawPointer, epilogue: RowEpilogue) {
+                             panelScratch: UnsafeMutableRawPointer, epilogue: RowEpilogue, pieceRows: Int) {
         if count > Int(MK_MAX_BATCH) {
             pool.parallelRanges(count) { tokens in
                 var part = activations.pointee
@@ -288,7 +293,8 @@ public final class Linear: @unchecked Sendable {
             // i-th contiguous share of each part; a thread done with its own finishes
             // the others' from their ends (mk_share), instead of waiting for them.
             let parts = panels % decodeParts == 0 ? decodeParts : 1, per = panels / parts
-            let size = (per + pool.threads - 1) / pool.threads, threads = pool.threads
+            let multiple = max(1, pieceRows / 16), threads = pool.threads
+            let size = ((per + threads - 1) / threads + multiple - 1) / multiple * multiple
             withUnsafeTemporaryAllocation(of: mk_share.self, capacity: threads * parts) { shares in
                 for thread in 0..<threads {
                     for part in 0..<parts {
@@ -298,8 +304,9 @@ public final class Linear: @unchecked Sendable {
                 }
                 withUnsafeTemporaryAllocation(of: mk_q8_claims.self, capacity: 1) { claims in
                     claims.initializeElement(at: 0, to: mk_q8_claims())
-                    var job = DecodeProduct(matrix: m, activations: activations, x: x, ldx: ldx, claims: claims.baseAddress!,
-                                            y: y, ldy: ldy, rows: rows, shares: shares.baseAddress!, threads: threads, parts: parts,
+                    var job = DecodeProduct(matrix: m, activations: activations, x: quantize ? x : nil, ldx: ldx,
+                                            claims: claims.baseAddress!, y: y, ldy: ldy, rows: rows, shares: shares.baseAddress!,
+                                            threads: threads, parts: parts, multiple: Int64(multiple),
                                             panelScratch: scratch ? panelScratch : nil, panelStride: stride, epilogue: epilogue)
                     withUnsafeMutablePointer(to: &job) { pool.forEachThread(context: $0, DecodeProduct.run) }
                 }
@@ -331,16 +338,25 @@ public final class Linear: @unchecked Sendable {
     /// W is decoded tile by tile and multiplied with OpenBLAS sgemm, tiles split over
     /// threads. `scratch` holds `pool.threads * tileFloats` floats. `epilogue` runs once
     /// for every row of W, on ranges whose Y columns are complete for all tokens.
+    ///
+    /// Decode-sized products: `pieceRows` (a multiple of 16) makes every range a thread
+    /// takes, and so every range the epilogue sees, a multiple of that many rows from the
+    /// start of its part (64: whole blocks of activations for the next product, see
+    /// `quantizeForNextProduct`). On the packed path, `quantized` holds X already
+    /// quantized (by the previous product's epilogue), so this product does not quantize
+    /// it again.
     func apply(_ x: UnsafePointer<Float>, ldx: Int, count: Int, into y: UnsafeMutablePointer<Float>, ldy: Int,
                scratch: UnsafeMutablePointer<Float>, pool: ComputePool, precision: Precision = .exact,
-               q8Scratch: UnsafeMutableRawPointer? = nil, epilogue: RowEpilogue = .none) {
+               q8Scratch: UnsafeMutableRawPointer? = nil, epilogue: RowEpilogue = .none,
+               pieceRows: Int = 16, quantized: UnsafeMutablePointer<mk_q8_rows>? = nil) {
         if precision == .fast, let packed, let q8Scratch {
             applyPacked(packed, x, ldx: ldx, count: count, into: y, ldy: ldy, pool: pool,
-                        q8Scratch: q8Scratch, panelScratch: UnsafeMutableRawPointer(scratch), epilogue: epilogue)
+                        q8Scratch: q8Scratch, panelScratch: UnsafeMutableRawPointer(scratch), epilogue: epilogue,
+                        pieceRows: pieceRows, quantized: quantized)
             return
         }
         if count <= Int(MK_MAX_BATCH) {
-            let (chunk, tasks) = pool.rangeChunks(rows, granularity: 16, perThread: 8)
+            let (chunk, tasks) = pool.rangeChunks(rows, granularity: max(16, pieceRows), perThread: 8)
             var job = ExactDecodeProduct(linear: Unmanaged.passUnretained(self), x: x, ldx: ldx, batch: count, y: y, ldy: ldy,
                                          chunk: chunk, epilogue: epilogue)
             withUnsafeMutablePointer(to: &job) { pool.parallelFor(tasks, context: $0, ExactDecodeProduct.run) }
@@ -378,24 +394,24 @@ public final class Linear: @unchecked Sendable {
 private struct DecodeProduct {
     let matrix: UnsafeMutablePointer<mk_packed_matrix>
     let activations: UnsafeMutablePointer<mk_q8_rows>
-    let x: UnsafePointer<Float>, ldx: Int
+    let x: UnsafePointer<Float>?, ldx: Int  // nil: the activations are quantized already
     let claims: UnsafeMutablePointer<mk_q8_claims>
     let y: UnsafeMutablePointer<Float>, ldy: Int, rows: Int
     let shares: UnsafeMutablePointer<mk_share>
-    let threads: Int, parts: Int
+    let threads: Int, parts: Int, multiple: Int64
     let panelScratch: UnsafeMutableRawPointer?, panelStride: Int
     let epilogue: RowEpilogue
 
     static let run: mk_task_fn = { context, index in
         let job = context!.load(as: DecodeProduct.self), thread = Int(index)
-        mk_q8_quantize_shared(job.x, Int64(job.ldx), job.activations, job.claims, Int32(thread), Int32(job.threads))
+        if let x = job.x { mk_q8_quantize_shared(x, Int64(job.ldx), job.activations, job.claims, Int32(thread), Int32(job.threads)) }
         let scratch = job.panelScratch.map { $0 + thread * job.panelStride }
         var first: Int64 = 0
         for round in 0..<job.threads {
             // round 0: this thread's own shares, from the front; then the others', from the back
             let owner = (thread + round) % job.threads, helper: Int32 = round == 0 ? 0 : 1
             for part in 0..<job.parts {
-                while case let n = mk_share_take(job.shares + owner * job.parts + part, helper, &first), n > 0 {
+                while case let n = mk_share_take_multiple(job.shares + owner * job.parts + part, helper, job.multiple, &first), n > 0 {
                     mk_packed_gemm(job.matrix, job.activations, job.y, Int64(job.ldy), first, first + n, scratch)
                     job.epilogue(Int(first) * 16..<min(job.rows, Int(first + n) * 16))
                 }

@@ -41,8 +41,21 @@ extension MambaLayer {
     }
 }
 
+/// The int8 activations of the next product, quantized by an epilogue on the channels it
+/// just wrote (whole blocks of 64: the product hands it ranges cut at multiples of 64
+/// rows), while they are in this core's cache. The next product then reads 1 byte a
+/// value instead of 4 and does not quantize: quantizing at its start read channels the
+/// other core had written long before, ~2% of a 4-sequence step.
+func quantizeForNextProduct(_ next: UnsafeMutablePointer<mk_q8_rows>?, _ values: UnsafePointer<Float>, ld: Int,
+                            channels: Range<Int>) {
+    guard let next else { return }
+    assert(channels.lowerBound % 64 == 0 && (channels.upperBound % 64 == 0 || channels.upperBound == Int(next.pointee.cols)),
+           "an epilogue's range that splits a block of activations")
+    mk_q8_quantize_blocks(values, Int64(ld), next, Int64(channels.lowerBound / 64), Int64((channels.upperBound + 63) / 64))
+}
+
 /// After in_proj: the causal conv and SiLU of every sequence, on the x channels
-/// (rows below d) of the rows done.
+/// (rows below d) of the rows done; and, with `next`, their int8 form for x_proj.
 struct ConvEpilogue {
     let segments: UnsafeBufferPointer<Segment>
     let stateOffset: Int  // this layer's conv state in each segment's
@@ -50,6 +63,7 @@ struct ConvEpilogue {
     let xz: UnsafeMutablePointer<Float>
     let xc: UnsafeMutablePointer<Float>
     let d: Int, k: Int
+    let next: UnsafeMutablePointer<mk_q8_rows>?
 
     static let run: @convention(c) (UnsafeRawPointer?, Int, Int) -> Void = { context, lower, upper in
         let a = context!.load(as: ConvEpilogue.self)
@@ -61,11 +75,12 @@ struct ConvEpilogue {
                            Int64(2 * a.d), Int64(segment.rows.count), Int64(a.d), Int64(a.k), a.xc + row * a.d,
                            Int64(channels.lowerBound), Int64(channels.upperBound))
         }
+        quantizeForNextProduct(a.next, a.xc, ld: a.d, channels: channels)
     }
 }
 
 /// After dt_proj: softplus(dt + bias), then the selective scan of every sequence on the
-/// channels done.
+/// channels done; and, with `next`, the int8 form of their output for out_proj.
 struct ScanEpilogue {
     let segments: UnsafeBufferPointer<Segment>
     let stateOffset: Int  // this layer's SSM state in each segment's
@@ -73,6 +88,7 @@ struct ScanEpilogue {
     let dt: UnsafeMutablePointer<Float>, xc: UnsafeMutablePointer<Float>, dbc: UnsafeMutablePointer<Float>
     let xz: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>
     let tokens: Int, d: Int, n: Int, r: Int
+    let next: UnsafeMutablePointer<mk_q8_rows>?
 
     static let run: @convention(c) (UnsafeRawPointer?, Int, Int) -> Void = { context, c0, c1 in
         let a = context!.load(as: ScanEpilogue.self)
@@ -85,5 +101,6 @@ struct ScanEpilogue {
                               a.xz + row * 2 * d + d, Int64(2 * d), Int64(segment.rows.count), Int64(d), Int64(n),
                               a.y + row * d, Int64(c0), Int64(c1))
         }
+        quantizeForNextProduct(a.next, a.y, ld: d, channels: c0..<c1)
     }
 }

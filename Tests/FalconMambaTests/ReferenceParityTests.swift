@@ -110,3 +110,38 @@ import Testing
         }
     }
 }
+
+/// Decode steps quantize x_proj's and out_proj's inputs in the epilogues that write them,
+/// each thread on whole blocks of the channels it computed; the logits are the same, bit
+/// for bit, as when those products quantize their inputs themselves.
+@Suite struct EpilogueQuantizationTests {
+    @Test(arguments: ["tiny-fp4-like-7b", "tiny-nf4", "tiny-bf16"])
+    func decodeIsTheSameWhereverTheInputsAreQuantized(fixture name: String) throws {
+        let model = try FalconMambaModel(directory: Fixtures.modelPath(name), precision: .fast, cache: nil)
+        #expect(model.packSource != .none)
+        let prompts = [[1, 5, 9, 2], [7, 3], [4, 4, 8, 6, 1]].map { $0.map { $0 % model.vocabSize } }
+        func decode() throws -> [[Float]] {
+            var states = [SequenceState]()
+            for prompt in prompts {
+                var state = model.newState()
+                _ = try model.prefill(prompt, state: &state, logits: .last)
+                states.append(state)
+            }
+            var steps = [[Float]]()
+            for step in 0..<6 {
+                // one sequence alone, then all three in one batch
+                steps.append(try model.decodeStep((3 * step + 2) % model.vocabSize, state: &states[0]).logits)
+                let tokens = (0..<3).map { (5 * step + $0) % model.vocabSize }
+                steps.append(try model.decodeBatch(tokens, states: &states).logits)
+            }
+            return steps
+        }
+        model.epiloguesQuantizeNext = false
+        let quantizedByTheProducts = try decode()
+        model.epiloguesQuantizeNext = true
+        let quantizedByTheEpilogues = try decode()
+        #expect(quantizedByTheEpilogues == quantizedByTheProducts)
+        #expect(quantizedByTheEpilogues.allSatisfy { $0.allSatisfy(\.isFinite) })
+    }
+}
+

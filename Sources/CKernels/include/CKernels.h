@@ -311,6 +311,9 @@ void mk_share_init(mk_share *share, int64_t begin, int64_t end);
 /// Take items from the front (`helper` 0: the owner) or the back (1); returns how many
 /// (0 once the share is empty), the first of them in *first.
 int64_t mk_share_take(mk_share *share, int helper, int64_t *first);
+/// The same in pieces of a multiple of `multiple` items (but the last, if the share's
+/// length is not one): a share whose ends are multiples stays cut at multiples.
+int64_t mk_share_take_multiple(mk_share *share, int helper, int64_t multiple, int64_t *first);
 
 #ifdef __cplusplus
 }
