@@ -31,6 +31,26 @@ import Testing
         #expect(mk_share_take(&share, 1, &first) == 0)
     }
 
+    /// Pieces of whole multiples (decode products hand out 4 panels at a time, so that
+    /// their epilogues see whole blocks of 64 channels): every cut stays on a multiple.
+    @Test func piecesOfAMultipleKeepEveryCutOnAMultiple() {
+        var share = mk_share(ends: 0)
+        mk_share_init(&share, 64, 320)
+        var first: Int64 = -1, taken = Set<Int64>()
+        var helper: Int32 = 0
+        while case let n = mk_share_take_multiple(&share, helper, 4, &first), n > 0 {
+            #expect(n % 4 == 0 && first % 4 == 0, "\(n) from \(first)")
+            for item in first..<(first + n) { #expect(taken.insert(item).inserted) }
+            helper ^= 1
+        }
+        #expect(taken == Set(64..<320))
+        // a length that is not a multiple: the last piece is what is left
+        mk_share_init(&share, 0, 6)
+        #expect(mk_share_take_multiple(&share, 0, 4, &first) == 4 && first == 0)
+        #expect(mk_share_take_multiple(&share, 0, 4, &first) == 2 && first == 4)
+        #expect(mk_share_take_multiple(&share, 1, 4, &first) == 0)
+    }
+
     @Test func anEmptyOrBackwardShareGivesNothing() {
         var share = mk_share(ends: 0)
         var first: Int64 = 0
