@@ -95,7 +95,7 @@ __attribute__((target("avx512f"))) static uint64_t read_avx512(const void *data,
 
 uint64_t mk_read_bytes(const void *data, int64_t bytes, int64_t prefetch_distance, int level) {
 #if defined(__x86_64__)
-    if (strcmp(mk_isa(), "avx512") == 0) return read_avx512(data, bytes, prefetch_distance, level);
+    if (mk_isa_level() == MK_ISA_AVX512) return read_avx512(data, bytes, prefetch_distance, level);
 #else
     (void)prefetch_distance;
     (void)level;

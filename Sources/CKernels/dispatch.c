@@ -40,6 +40,8 @@ static inline const mk_matrix_kernels *kernels(void) {
 
 const char *mk_isa(void) { return kernels()->name; }
 
+int mk_isa_level(void) { return kernels()->level; }
+
 /// The decode products' prefetch plan: distance in bytes, level, and whether it is fixed
 /// (1) or the models may tune it (0); fixed is -1 until first asked, then from
 /// MAMBAD_PREFETCH (a valid plan, "BYTES", "l2:BYTES" or "nta:BYTES", fixes it), else

@@ -7,6 +7,7 @@
 
 typedef struct {
     const char *name;
+    int level;  // MK_ISA_SCALAR, MK_ISA_AVX2 or MK_ISA_AVX512
     void (*dense_gemv)(const mk_dense_matrix *, const float *, float *, int64_t, int64_t);
     void (*q4_gemv)(const mk_q4_matrix *, const float *, float *, int64_t, int64_t);
     void (*dense_gemv_batch)(const mk_dense_matrix *, const float *, int64_t, int64_t, float *, int64_t, int64_t, int64_t);
@@ -14,6 +15,12 @@ typedef struct {
     void (*dense_rows_to_f32)(const mk_dense_matrix *, int64_t, int64_t, float *);
     void (*q4_rows_to_f32)(const mk_q4_matrix *, int64_t, int64_t, float *);
 } mk_matrix_kernels;
+
+enum { MK_ISA_SCALAR = 1, MK_ISA_AVX2 = 2, MK_ISA_AVX512 = 3 };
+
+/// The active kernels' level (mk_isa as a number): the per-call checks of the scan,
+/// conv, quantization and products compared mk_isa's string, ~0.2% of a decode step.
+int mk_isa_level(void);
 
 extern const mk_matrix_kernels mk_scalar_kernels;
 #if defined(__x86_64__)

@@ -175,6 +175,7 @@ AVX2 static void dense_gemv_batch(const mk_dense_matrix *w, const float *x, int6
 
 const mk_matrix_kernels mk_avx2_kernels = {
     .name = "avx2",
+    .level = MK_ISA_AVX2,
     .dense_gemv = dense_gemv,
     .q4_gemv = q4_gemv,
     .dense_gemv_batch = dense_gemv_batch,

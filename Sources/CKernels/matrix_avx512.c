@@ -164,6 +164,7 @@ AVX512 static void dense_gemv_batch(const mk_dense_matrix *w, const float *x, in
 
 const mk_matrix_kernels mk_avx512_kernels = {
     .name = "avx512",
+    .level = MK_ISA_AVX512,
     .dense_gemv = dense_gemv,
     .q4_gemv = q4_gemv,
     .dense_gemv_batch = dense_gemv_batch,

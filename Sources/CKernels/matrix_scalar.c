@@ -87,6 +87,7 @@ static void q4_gemv_batch(const mk_q4_matrix *w, const float *x, int64_t ldx, in
 
 const mk_matrix_kernels mk_scalar_kernels = {
     .name = "scalar",
+    .level = MK_ISA_SCALAR,
     .dense_gemv = dense_gemv,
     .q4_gemv = q4_gemv,
     .dense_gemv_batch = dense_gemv_batch,

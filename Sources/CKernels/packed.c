@@ -438,11 +438,11 @@ static int vbmi_permitted(void) {
 /// Which product kernel runs: 4 = AVX-512 VNNI with VBMI lookups, 3 = AVX-512 VNNI,
 /// 2 = AVX2, 1 = the portable definition.
 static int packed_path(void) {
-    const char *isa = mk_isa();
-    if (strcmp(isa, "scalar") == 0) return 1;
+    const int isa = mk_isa_level();
+    if (isa == MK_ISA_SCALAR) return 1;
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (strcmp(isa, "avx512") == 0 && __builtin_cpu_supports("avx512vnni"))
+    if (isa == MK_ISA_AVX512 && __builtin_cpu_supports("avx512vnni"))
         return __builtin_cpu_supports("avx512vbmi") && vbmi_permitted() ? 4 : 3;
 #endif
     return 2;
@@ -471,7 +471,7 @@ const char *mk_q8_path(void) {
 void mk_pack_q4(const mk_q4_matrix *w, int64_t p0, int64_t p1,
                 uint8_t *codes, uint8_t *scales, float *row_scales, void *scratch) {
 #if defined(__x86_64__)
-    if (strcmp(mk_isa(), "avx512") == 0) {
+    if (mk_isa_level() == MK_ISA_AVX512) {
         pack_q4_avx512(w, p0, p1, codes, scales, row_scales, (uint8_t *)scratch);
         return;
     }

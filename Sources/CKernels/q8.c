@@ -115,7 +115,7 @@ void mk_q8_quantize_blocks(const float *x, int64_t ldx, mk_q8_rows *out, int64_t
     if (block_end > blocks) block_end = blocks;
     if (block_begin >= block_end) return;
 #if defined(__x86_64__)
-    if (strcmp(mk_isa(), "avx512") == 0) {
+    if (mk_isa_level() == MK_ISA_AVX512) {
         quantize_blocks_avx512(x, ldx, out, block_begin, block_end);
         return;
     }

@@ -5,7 +5,7 @@
 
 static inline float silu(float v) { return v / (1.0f + expf(-v)); }
 
-static inline int use_avx512(void) { return strcmp(mk_isa(), "avx512") == 0; }
+static inline int use_avx512(void) { return mk_isa_level() == MK_ISA_AVX512; }
 
 #if defined(__x86_64__)
 #include <immintrin.h>
