@@ -111,6 +111,8 @@ struct Bench: ParsableCommand {
                         let line = plans.indices.map { d in
                             "prefetch \(Self.name(plans[d])): probe " + String(format: "%.1f", probes[d][round] / 1e9) + " tg "
                                 + batches.indices.map { String(format: "%.2f", decodes[d][$0][round]) }.joined(separator: "/")
+                                + Self.roundSummary(batches: batches, rates: decodes[d].map { $0[round] }, probe: probes[d][round],
+                                                    bytesPerStep: bytesPerStep, stateBytes: engine.config.stateBytesPerSequence)
                         }
                         print("  round \(round + 1): " + line.joined(separator: ", "))
                     }
@@ -141,6 +143,20 @@ struct Bench: ParsableCommand {
             }
         }
         if checkAccuracy { try reportAccuracy(promptTokens) }
+    }
+
+    /// What one round says about the goals: the first batch size's share of the round's
+    /// own probe, and every other batch size's tokens/s as a multiple of batch 1's.
+    static func roundSummary(batches: [Int], rates: [Double], probe: Double, bytesPerStep: Double, stateBytes: Int) -> String {
+        guard let first = batches.first, let firstRate = rates.first, probe > 0 else { return "" }
+        let bytes = bytesPerStep + Double((first - 1) * stateBytes)
+        var parts = [String(format: "b=%d at %.0f%% of the probe", first, 100 * firstRate * bytes / Double(first) / probe)]
+        if let one = batches.firstIndex(of: 1), rates[one] > 0 {
+            for (b, rate) in zip(batches, rates) where b != 1 {
+                parts.append(String(format: "b=%d %.2fx b=1", b, rate / rates[one]))
+            }
+        }
+        return " (" + parts.joined(separator: ", ") + ")"
     }
 
     /// A prefetch plan as the table shows it, or "auto" (the tuner's).
