@@ -98,6 +98,25 @@ func referenceTokens(_ fixture: String, _ tensor: String) throws -> [Int] {
         }
     }
 
+    /// `bench` on a tiny checkpoint: the table, and with --each a line a round that says
+    /// batch 1's share of the round's probe and batch 2's multiple of batch 1.
+    @Test func benchPrintsTheTableAndEveryRound() throws {
+        let output = try Mambad.run(["bench", "--model", Mambad.model("tiny-fp4-like-7b"), "--threads", "1",
+                                     "--batch", "1,2", "--tokens", "3", "--prompt", "4", "--repeat", "2", "--each",
+                                     "--precision", "fast"])
+        #expect(output.status == 0, "\(output.stderr)")
+        let lines = output.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("threads") && $0.contains("tg b=1 tok/s") && $0.contains("tg b=2 tok/s") })
+        let rounds = lines.filter { $0.hasPrefix("  round ") }
+        #expect(rounds.count == 2, "\(output.stdout)")
+        for line in rounds {
+            #expect(line.contains("prefetch auto: probe "), "\(line)")
+            let summary = try #require(line.firstRange(of: "(b=1 at ").map { line[$0.lowerBound...] }, "\(line)")
+            #expect(summary.contains("% of the probe, b=2 ") && summary.hasSuffix("x b=1)"), "\(line)")
+        }
+        #expect(lines.contains { $0.hasPrefix("1        fast       auto") }, "\(output.stdout)")
+    }
+
     @Test func sameSeedSameOutput() throws {
         let arguments = ["run", "--model", Mambad.model("tiny-bf16"), "--tokens", "4,5,6", "--max-tokens", "16",
                          "--temperature", "1", "--top-p", "0.9", "--seed", "99", "--json"]
