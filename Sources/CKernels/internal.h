@@ -81,6 +81,13 @@ __attribute__((target("avx512f"), always_inline)) static inline __m512 mk_lanes1
 }
 #endif
 
+/// What a thread does on each turn of a spin-wait: tell the core it is waiting.
+#if defined(__x86_64__)
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
 static inline uint32_t mk_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 static inline float mk_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 

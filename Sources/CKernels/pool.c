@@ -2,7 +2,7 @@
 // pool of n threads has n - 1 workers. Tasks are claimed from an atomic counter; idle
 // workers spin briefly (a decode step issues hundreds of short parallel sections),
 // then sleep on a condition variable.
-#include "CKernels.h"
+#include "internal.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -11,12 +11,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define cpu_relax() _mm_pause()
-#else
-#define cpu_relax() ((void)0)
-#endif
 
 enum { SPIN_ROUNDS = 4000 };
 

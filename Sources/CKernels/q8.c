@@ -127,12 +127,6 @@ void mk_q8_quantize_rows(const float *x, int64_t ldx, mk_q8_rows *out) {
     mk_q8_quantize_blocks(x, ldx, out, 0, out->cols / 64);
 }
 
-#if defined(__x86_64__)
-#define pause_briefly() _mm_pause()
-#else
-#define pause_briefly() ((void)0)
-#endif
-
 void mk_q8_quantize_shared(const float *x, int64_t ldx, mk_q8_rows *out, mk_q8_claims *claims, int thread, int threads) {
     const int64_t blocks = out->cols / 64;
     const int parts = threads < 1 ? 1 : threads > 64 ? 64 : threads;
@@ -144,7 +138,7 @@ void mk_q8_quantize_shared(const float *x, int64_t ldx, mk_q8_rows *out, mk_q8_c
         __atomic_fetch_add(&claims->done, 1, __ATOMIC_RELEASE);
     }
     // every part is claimed now; the ones others claimed are being quantized by running threads
-    while (__atomic_load_n(&claims->done, __ATOMIC_ACQUIRE) < parts) pause_briefly();
+    while (__atomic_load_n(&claims->done, __ATOMIC_ACQUIRE) < parts) cpu_relax();
 }
 
 float mk_q8_lut(const float table[16], uint8_t lut[16]) {

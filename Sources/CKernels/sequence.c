@@ -141,13 +141,8 @@ AVX512 static void selective_scan_16(float *h, const float *A2, const float *Dsk
     }
 }
 
-/// The same for the models' kernel width, 4, with the window in registers: the general
-/// loop below keeps it in arrays that live on the stack (the width is a variable), and
-/// shifting them through memory made each group of 16 channels one long chain of
-/// store-to-load forwarding: 11.5 us for a thread's 4096 channels of one layer (L2
-/// warm), 3.9 here; from memory (as in decode) 12.3 and 9.4. The same operations in the
-/// same order, so the same results.
-/// One decode token (T = 1), 64 channels at a time: each group of 16 is a chain of four
+/// The kernel-width-4 conv for one decode token (T = 1), 64 channels at a time; it
+/// returns where it stopped. Each group of 16 is a chain of four
 /// FMAs and a SiLU (~80 cycles of latency) and the core overlapped few of them, so one
 /// group after another took ~57 cycles each (L1 warm); four at once, ~39 (a 4-sequence
 /// step of the 7B: 32 -> 22 us a layer on one thread, Benchmarks/kernels/scan_stream.c
@@ -176,6 +171,13 @@ AVX512 static int64_t conv1d_silu_k4_token_512(float *state, const float *weight
     return d;
 }
 
+/// The causal conv and SiLU for the models' kernel width, 4, with the window in registers: the general
+/// loop below keeps it in arrays that live on the stack (the width is a variable), and
+/// shifting them through memory made each group of 16 channels one long chain of
+/// store-to-load forwarding: 11.5 us for a thread's 4096 channels of one layer (L2
+/// warm), 3.9 here; from memory (as in decode) 12.3 and 9.4. The same operations in the
+/// same order, so the same results.
+/// One decode token goes 64 channels at a time first (above).
 AVX512 static void conv1d_silu_k4_512(float *state, const float *weight, const float *bias, const float *x, int64_t ldx,
                                       int64_t T, int64_t D, float *out, int64_t d_begin, int64_t d_end) {
     if (T < 1) return;

@@ -253,11 +253,6 @@ final class PackedCacheFile: @unchecked Sendable {
         if !writable { HugePageMapping.adviseAndPopulate(mapped, length: length) }
     }
 
-    /// Map a file read-only, in 2 MiB pages where it can be (`inHugePages`).
-    static func mapPreferringHugePages(path: String, length: Int, probeDirectory: String) -> PackedCacheFile? {
-        PackedCacheFile(path: path, length: length, writable: false)?.inHugePages(path: path, probeDirectory: probeDirectory)
-    }
-
     /// This read-only mapping of the file at `path`, or, if the page cache holds the file
     /// in small folios (copied or restored with small writes, say), so that over a tenth
     /// of it maps with 4 KiB pages, and files in `probeDirectory`'s file system can come

@@ -124,10 +124,9 @@ struct Bench: ParsableCommand {
                 let anonymousWeights = engine.packSource == .packed(cacheFile: nil) ? engine.packedBytes : 0
                 let beyond = Double(Self.statusKilobytes("RssAnon") * 1024 - anonymousWeights) / 1e6
                 for (d, plan) in plans.enumerated() {
-                    let probe = median(probes[d]), single = median(decodes[d][0])
-                    // one pass over the weights per step, and each sequence's state
-                    let batchBytes = bytesPerStep + Double((batches[0] - 1) * engine.config.stateBytesPerSequence)
-                    let gbps = single * batchBytes / Double(batches[0]) / 1e9
+                    let probe = median(probes[d])
+                    let gbps = Self.readRate(tokensPerSecond: median(decodes[d][0]), batch: batches[0],
+                                             bytesPerStep: bytesPerStep, stateBytes: engine.config.stateBytesPerSequence) / 1e9
                     var row = pad("\(count)", 9) + pad(p.rawValue, 11) + pad(Self.name(plan), 11)
                     row += pad(String(format: "%.2f", loadSeconds), 8)
                     row += pad(String(format: "%.2f", bytesPerStep / 1e9), 9) + pad(String(format: "%.1f", probe / 1e9), 12)
@@ -149,14 +148,20 @@ struct Bench: ParsableCommand {
     /// own probe, and every other batch size's tokens/s as a multiple of batch 1's.
     static func roundSummary(batches: [Int], rates: [Double], probe: Double, bytesPerStep: Double, stateBytes: Int) -> String {
         guard let first = batches.first, let firstRate = rates.first, probe > 0 else { return "" }
-        let bytes = bytesPerStep + Double((first - 1) * stateBytes)
-        var parts = [String(format: "b=%d at %.0f%% of the probe", first, 100 * firstRate * bytes / Double(first) / probe)]
+        let read = readRate(tokensPerSecond: firstRate, batch: first, bytesPerStep: bytesPerStep, stateBytes: stateBytes)
+        var parts = [String(format: "b=%d at %.0f%% of the probe", first, 100 * read / probe)]
         if let one = batches.firstIndex(of: 1), rates[one] > 0 {
             for (b, rate) in zip(batches, rates) where b != 1 {
                 parts.append(String(format: "b=%d %.2fx b=1", b, rate / rates[one]))
             }
         }
         return " (" + parts.joined(separator: ", ") + ")"
+    }
+
+    /// Bytes a second that decoding `batch` sequences at `tokensPerSecond` (all of them
+    /// together) reads: one pass over the weights a step, and each sequence's state.
+    static func readRate(tokensPerSecond: Double, batch: Int, bytesPerStep: Double, stateBytes: Int) -> Double {
+        tokensPerSecond / Double(batch) * (bytesPerStep + Double((batch - 1) * stateBytes))
     }
 
     /// A prefetch plan as the table shows it, or "auto" (the tuner's).

@@ -82,7 +82,10 @@ import Testing
         #expect((before.mapped ?? 0) < before.possible / 2, "4 KiB writes left small folios")
         small.unmap()
 
-        let file = try #require(PackedCacheFile.mapPreferringHugePages(path: path, length: length, probeDirectory: scratch.path))
+        func mapInHugePages() -> PackedCacheFile? {
+            PackedCacheFile(path: path, length: length, writable: false)?.inHugePages(path: path, probeDirectory: scratch.path)
+        }
+        let file = try #require(mapInHugePages())
         #expect(file.rereadForHugePages)
         let after = file.hugePages
         #expect(after.mapped == after.possible)
@@ -90,7 +93,7 @@ import Testing
 
         // now in 2 MiB folios: the next open maps them as they are
         file.unmap()
-        let next = try #require(PackedCacheFile.mapPreferringHugePages(path: path, length: length, probeDirectory: scratch.path))
+        let next = try #require(mapInHugePages())
         #expect(!next.rereadForHugePages && next.hugePages.mapped == next.hugePages.possible)
     }
 }
