@@ -29,6 +29,8 @@ public struct ForwardOutput: Sendable {
     public var hidden: [Float]
     public var vocabSize: Int
     public var hiddenSize: Int
+    /// Where decode steps run into this output spent their time, if set (nil: not measured).
+    public var phases: DecodePhases?
 
     /// The last position's logits: the distribution of the next token.
     public var lastLogits: ArraySlice<Float> { logits[(logitRows - 1) * vocabSize..<logitRows * vocabSize] }
@@ -380,17 +382,35 @@ public final class FalconMambaModel: Sendable {
 extension FalconMambaModel {
     /// Bytes one decode step of one sequence must read (what bandwidth is counted
     /// against): every layer's weights (as packed for the fast path, else as stored; the
-    /// small per-channel tensors at the checkpoint's width), the lm_head, one embedding
-    /// row, and the sequence's recurrent state (conv and SSM, float32; ~42 MB for the 7B),
-    /// which the step reads and writes back.
+    /// small per-channel tensors as the float32 arrays the step reads), the lm_head, one
+    /// embedding row, and the sequence's recurrent state (conv and SSM, float32; ~42 MB
+    /// for the 7B), which the step reads and writes back. The sum of `bytesRead(by:batch:)`
+    /// over the phases.
     public var bytesReadPerToken: Int {
-        let perLayer = layers.reduce(0) { sum, layer in
-            sum + [layer.inProj, layer.xProj, layer.dtProj, layer.outProj].reduce(0) { $0 + $1.bytesPerProduct(precision) }
-                + (layer.norm.count + layer.convWeight.count + (layer.convBias?.count ?? 0) + layer.dtBias.count
-                   + layer.A2.count + layer.D.count) * embeddings.dtype.byteSize
+        DecodePhases.Phase.allCases.reduce(0) { $0 + bytesRead(by: $1, batch: 1) }
+    }
+
+    /// Bytes a decode step of `batch` sequences reads in `phase`: its weights once, and
+    /// each sequence's state (the conv state in in_proj's epilogue, the SSM state in the
+    /// scan). An embedding row counts once, as in `bytesReadPerToken`.
+    public func bytesRead(by phase: DecodePhases.Phase, batch: Int) -> Int {
+        let float = MemoryLayout<Float>.size
+        let d = innerSize
+        func sum(_ f: (MambaLayer) -> Int) -> Int { layers.reduce(0) { $0 + f($1) } }
+        switch phase {
+        case .inProj:
+            return sum { $0.inProj.bytesPerProduct(precision) + ($0.norm.count + $0.convWeight.count + ($0.convBias?.count ?? 0)) * float }
+                + hiddenSize * embeddings.dtype.byteSize + batch * layers.count * d * config.convKernel * float
+        case .xProj:
+            return sum { $0.xProj.bytesPerProduct(precision) }
+        case .dtProj:
+            return sum { $0.dtProj.bytesPerProduct(precision) + ($0.dtBias.count + $0.A2.count + $0.D.count) * float }
+                + batch * layers.count * d * config.stateSize * float
+        case .outProj:
+            return sum { $0.outProj.bytesPerProduct(precision) }
+        case .lmHead:
+            return lmHead.bytesPerProduct(precision)
         }
-        return perLayer + lmHead.bytesPerProduct(precision) + hiddenSize * embeddings.dtype.byteSize
-            + config.stateBytesPerSequence
     }
 
     /// Bytes of the weights repacked for the fast path (in the cache file's mapping or in

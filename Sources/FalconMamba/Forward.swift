@@ -93,6 +93,15 @@ extension FalconMambaModel {
         defer { if decodeSized { spareWorkspaces.give(workspace.storage) } }
         let offsets = workspace.offsets
         let pool = self.pool
+        // Decode steps measured phase by phase (ForwardOutput.phases), or not at all.
+        var phases = decodeSized ? output.phases : nil
+        var mark = phases == nil ? 0 : DecodePhases.now()
+        defer {
+            if var measured = phases {
+                measured.countStep()
+                output.phases = measured
+            }
+        }
         workspace.storage.withUnsafeMutableBufferPointer { buffer in
             let base = buffer.baseAddress!
             let residual = base + offsets[0], normed = base + offsets[1], xz = base + offsets[2]
@@ -130,6 +139,7 @@ extension FalconMambaModel {
                                                precision: precision, q8Scratch: q8,
                                                epilogue: RowEpilogue(run: ConvEpilogue.run, context: conv), pieceRows: pieceRows)
                         }
+                        phases?.add(.inProj, since: &mark)
                         layer.xProj.apply(xc, ldx: d, count: t, into: dbc, ldy: xw, scratch: scratch, pool: pool, precision: precision,
                                           q8Scratch: q8, quantized: nextOfConv)
                         // FalconMamba: weightless RMS norm on dt, B and C separately
@@ -138,6 +148,7 @@ extension FalconMambaModel {
                             let (offset, width) = parts[part]
                             mk_rms_norm(dbc + offset, Int64(xw), nil, config.mixerRMSEpsilon, Int64(t), Int64(width), dbc + offset, Int64(xw))
                         }
+                        phases?.add(.xProj, since: &mark)
                         var scan = ScanEpilogue(segments: segments, stateOffset: index * d * n, layer: pointers, dt: dt, xc: xc, dbc: dbc,
                                                 xz: xz, y: y, tokens: t, d: d, n: n, r: r, next: nextOfScan)
                         withUnsafePointer(to: &scan) { scan in
@@ -145,10 +156,12 @@ extension FalconMambaModel {
                                                precision: precision, q8Scratch: q8,
                                                epilogue: RowEpilogue(run: ScanEpilogue.run, context: scan), pieceRows: pieceRows)
                         }
+                        phases?.add(.dtProj, since: &mark)
                     }
                     layer.outProj.apply(y, ldx: d, count: t, into: normed, ldy: h, scratch: scratch, pool: pool, precision: precision,
                                         q8Scratch: q8, quantized: nextOfScan)
                     for i in 0..<(t * h) { residual[i] += normed[i] }
+                    phases?.add(.outProj, since: &mark)
                 }
             }
 
@@ -167,6 +180,7 @@ extension FalconMambaModel {
                 }
                 output.logitRows += rows.count
             }
+            phases?.add(.lmHead, since: &mark)
         }
     }
 

@@ -59,6 +59,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also report the fast path's relative logit error against the exact path.")
     var checkAccuracy = false
 
+    @Flag(help: "Also print where decode steps spend their time: each phase's ms a step, and its GB/s against the probe.")
+    var phases = false
+
     func run() throws {
         let threadCounts = try parseTokenList(threads)
         // nil: the models' tuner picks (what serve does)
@@ -97,6 +100,8 @@ struct Bench: ParsableCommand {
                 // For each prefetch plan: probes, prefills, and decodes at each batch size.
                 var probes = plans.map { _ in [Double]() }, prefills = probes
                 var decodes = plans.map { _ in batches.map { _ in [Double]() } }
+                // every plan's steps together: their phases, and their whole time (seconds, steps)
+                var stepPhases = batches.map { _ in DecodePhases() }, stepTimes = batches.map { _ in (0.0, 0) }
                 for round in 0..<self.repeat {
                     for (d, plan) in plans.enumerated() {
                         ComputePool.fixedPrefetch = plan
@@ -104,8 +109,13 @@ struct Bench: ParsableCommand {
                         prefills[d].append(try measurePrefill(engine, promptTokens))
                     }
                     for (i, b) in batches.enumerated() {
-                        let rates = try measureDecode(engine, batch: b, steps: tokens, plans: plans)
+                        let (rates, measured) = try measureDecode(engine, batch: b, steps: tokens, plans: plans)
                         for d in plans.indices { decodes[d][i].append(rates[d]) }
+                        if let measured {
+                            stepPhases[i] += measured
+                            stepTimes[i].0 += rates.reduce(0) { $0 + Double(b * tokens) / $1 }
+                            stepTimes[i].1 += tokens * plans.count
+                        }
                     }
                     if each {
                         let line = plans.indices.map { d in
@@ -136,6 +146,13 @@ struct Bench: ParsableCommand {
                     print(row + String(format: "%.0f MB", beyond))
                 }
                 print("  " + Self.describe(engine.packSource) + (engine.packedPages.map { ": " + $0.description } ?? ""))
+                if phases {
+                    let probe = median(plans.indices.flatMap { probes[$0] })
+                    for (i, b) in batches.enumerated() {
+                        print("  " + Self.phaseSummary(engine, batch: b, stepPhases[i], probe: probe,
+                                                       stepMilliseconds: 1e3 * stepTimes[i].0 / Double(max(1, stepTimes[i].1))))
+                    }
+                }
                 if plans == [nil], !engine.prefetchChoices.isEmpty {
                     print("  prefetch races won: " + engine.prefetchChoices.joined(separator: "; "))
                 }
@@ -162,6 +179,22 @@ struct Bench: ParsableCommand {
     /// together) reads: one pass over the weights a step, and each sequence's state.
     static func readRate(tokensPerSecond: Double, batch: Int, bytesPerStep: Double, stateBytes: Int) -> Double {
         tokensPerSecond / Double(batch) * (bytesPerStep + Double((batch - 1) * stateBytes))
+    }
+
+    /// One batch size's decode steps phase by phase: ms a step, and the phase's bytes
+    /// (`bytesRead(by:batch:)`) a second as a share of the probe; "other" is the rest of
+    /// a step (the calls around the layers, and the Swift between the phases).
+    static func phaseSummary(_ engine: FalconMambaModel, batch: Int, _ phases: DecodePhases, probe: Double,
+                             stepMilliseconds: Double) -> String {
+        var parts: [String] = []
+        for phase in DecodePhases.Phase.allCases {
+            let ms = phases.millisecondsPerStep(phase)
+            let rate = ms > 0 ? Double(engine.bytesRead(by: phase, batch: batch)) / (ms / 1e3) : 0
+            parts.append(String(format: "%@ %.2f ms %.1f GB/s (%.0f%%)", phase.name, ms, rate / 1e9, probe > 0 ? 100 * rate / probe : 0))
+        }
+        let measured = DecodePhases.Phase.allCases.reduce(0) { $0 + phases.millisecondsPerStep($1) }
+        parts.append(String(format: "other %.2f ms", stepMilliseconds - measured))
+        return String(format: "phases at b=%d, %.2f ms a step: ", batch, stepMilliseconds) + parts.joined(separator: ", ")
     }
 
     /// A prefetch plan as the table shows it, or "auto" (the tuner's).
@@ -194,13 +227,16 @@ struct Bench: ParsableCommand {
     /// Generated tokens per second (all sequences together) for `batch` sequences decoding
     /// in step, `steps` steps by each prefetch plan. With several plans the steps
     /// alternate between them, so that each sees the same bandwidth state of the host.
-    func measureDecode(_ engine: FalconMambaModel, batch: Int, steps: Int, plans: [PrefetchPlan?]) throws -> [Double] {
+    /// With --phases, also where the steps spent their time.
+    func measureDecode(_ engine: FalconMambaModel, batch: Int, steps: Int,
+                       plans: [PrefetchPlan?]) throws -> (rates: [Double], phases: DecodePhases?) {
         var states = (0..<batch).map { _ in engine.newState() }
         var next = (0..<batch).map { 100 + $0 }
         _ = try engine.decodeBatch(next, states: &states)  // warm up
         var seconds = plans.map { _ in 0.0 }
         let clock = ContinuousClock()
         var output = ForwardOutput()  // reused: steps allocate nothing, as in the daemon
+        if phases { output.phases = DecodePhases() }
         for step in 0..<(steps * plans.count) {
             let d = step % plans.count
             if plans.count > 1 { ComputePool.fixedPrefetch = plans[d] }
@@ -209,7 +245,7 @@ struct Bench: ParsableCommand {
             seconds[d] += (clock.now - start).seconds
             for b in 0..<batch { next[b] = Sampler.argmax(output.logits[b * engine.vocabSize..<(b + 1) * engine.vocabSize]) }
         }
-        return seconds.map { Double(batch * steps) / $0 }
+        return (seconds.map { Double(batch * steps) / $0 }, output.phases)
     }
 
     /// Both precisions on the same tokens (the exact path's greedy continuation fed to both).

@@ -31,13 +31,15 @@ import Testing
     @Test(.enabled(if: optimized, "counts allocations in an optimized build only"),
           .enabled(if: allocation_counter_available() != 0 && mk_q8_available() != 0,
                    "counting needs glibc; the fast path an int8 kernel"),
-          arguments: [Precision.fast, .exact], [(batch: 1, threads: 1), (batch: 4, threads: 1), (batch: 4, threads: 2)])
-    func decodeStepsAllocateNothing(precision: Precision, shape: (batch: Int, threads: Int)) throws {
+          arguments: [Precision.fast, .exact], [(batch: 1, threads: 1, phases: false), (batch: 4, threads: 1, phases: false),
+                                                (batch: 4, threads: 2, phases: false), (batch: 4, threads: 2, phases: true)])
+    func decodeStepsAllocateNothing(precision: Precision, shape: (batch: Int, threads: Int, phases: Bool)) throws {
         let batch = shape.batch
         let model = try FalconMambaModel(directory: Fixtures.modelPath("tiny-fp4-like-7b"), precision: precision,
                                          pool: ComputePool(threads: shape.threads), cache: nil)
         var states = (0..<batch).map { _ in model.newState() }
         var output = ForwardOutput()
+        if shape.phases { output.phases = DecodePhases() }  // as `mambad bench --phases` measures
         var tokens = (0..<batch).map { 5 + 7 * $0 }
         func step() throws {
             try model.decodeBatch(tokens, states: &states, into: &output)
@@ -48,7 +50,8 @@ import Testing
         allocation_counter_start()
         for _ in 0..<8 { try step() }
         let calls = allocation_counter_stop()
-        #expect(calls == 0, "\(calls) allocations in 8 steps of \(batch) sequences (\(precision), \(shape.threads) threads)")
+        #expect(calls == 0, "\(calls) allocations in 8 steps of \(batch) sequences (\(precision), \(shape.threads) threads, phases \(shape.phases))")
+        #expect(output.phases?.steps ?? 11 == 11)
         #expect(output.logitRows == batch && states.allSatisfy { $0.tokenCount == 11 })
     }
 }

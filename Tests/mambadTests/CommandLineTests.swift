@@ -117,6 +117,23 @@ func referenceTokens(_ fixture: String, _ tensor: String) throws -> [Int] {
         #expect(lines.contains { $0.hasPrefix("1        fast       auto") }, "\(output.stdout)")
     }
 
+    /// `bench --phases`: a line a batch size with every phase's ms a step and share of the
+    /// probe, and the rest of the step.
+    @Test func benchPrintsDecodePhases() throws {
+        let output = try Mambad.run(["bench", "--model", Mambad.model("tiny-fp4-like-7b"), "--threads", "2",
+                                     "--batch", "1,2", "--tokens", "3", "--prompt", "4", "--repeat", "1", "--phases",
+                                     "--precision", "fast"])
+        #expect(output.status == 0, "\(output.stderr)")
+        let lines = output.stdout.split(separator: "\n").map(String.init)
+        for batch in [1, 2] {
+            let line = try #require(lines.first { $0.hasPrefix("  phases at b=\(batch), ") }, "\(output.stdout)")
+            for phase in ["in_proj+conv", "x_proj", "dt_proj+scan", "out_proj", "lm_head"] {
+                #expect(line.contains(", \(phase) ") || line.contains(": \(phase) "), "\(phase): \(line)")
+            }
+            #expect(line.contains(" ms a step: ") && line.contains(", other "), "\(line)")
+        }
+    }
+
     @Test func sameSeedSameOutput() throws {
         let arguments = ["run", "--model", Mambad.model("tiny-bf16"), "--tokens", "4,5,6", "--max-tokens", "16",
                          "--temperature", "1", "--top-p", "0.9", "--seed", "99", "--json"]
