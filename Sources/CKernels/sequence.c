@@ -7,6 +7,12 @@ static inline float silu(float v) { return v / (1.0f + expf(-v)); }
 
 static inline int use_avx512(void) { return mk_isa_level() == MK_ISA_AVX512; }
 
+/// Where state (or decay rate) n of channel d lives: [D / 16][16][16] tiles when `tiled`
+/// (mk_scan_tiled), else [D][N].
+static inline int64_t scan_index(int64_t d, int64_t n, int64_t N, int tiled) {
+    return tiled ? (d / 16) * 256 + n * 16 + d % 16 : d * N + n;
+}
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define AVX512 __attribute__((target("avx512f,avx512dq,fma")))
@@ -105,8 +111,8 @@ AVX512 static void softplus_bias_512(float *dt, const float *bias, int64_t T, in
     }
 }
 
-/// The scan with N = 16: one channel's state is one zmm register; the gate of 16
-/// channels at a time.
+/// The scan with N = 16 on the untiled state (D not a multiple of 16): one channel's
+/// state is one zmm register; the gate of 16 channels at a time.
 AVX512 static void selective_scan_16(float *h, const float *A2, const float *Dskip, const float *dt, const float *x,
                                      const float *B, const float *C, int64_t ldbc, const float *z, int64_t ldz,
                                      int64_t T, int64_t D, float *y, int64_t d_begin, int64_t d_end) {
@@ -137,6 +143,49 @@ AVX512 static void selective_scan_16(float *h, const float *A2, const float *Dsk
             const __m512 out = _mm512_mul_ps(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, Dskip + d), xv, mk_lanes16(products, MK_LANES_ADD)),
                                              silu512(_mm512_maskz_loadu_ps(m, zt + d)));
             _mm512_mask_storeu_ps(y + t * D + d, m, out);
+        }
+    }
+}
+
+/// The scan with N = 16 on the tiled state (mk_scan_tiled): one vector holds state n of
+/// 16 channels, so dt, x and the gate load as vectors, B and C broadcast one value at a
+/// time and the sum over the state is an FMA a state, not a horizontal sum. 25% faster
+/// than selective_scan_16 with the state in cache (0.150 -> 0.112 ms for 4 sequences of
+/// the 7B's 8192 channels on one core), where each channel needed two broadcasts and
+/// its share of a 16-way transposing sum. A range that starts or ends inside a tile
+/// computes the whole tile and stores only its own channels (another thread may own the
+/// rest).
+AVX512 static void selective_scan_tiles(float *h, const float *A2, const float *Dskip, const float *dt, const float *x,
+                                        const float *B, const float *C, int64_t ldbc, const float *z, int64_t ldz,
+                                        int64_t T, int64_t D, float *y, int64_t d_begin, int64_t d_end) {
+    for (int64_t t = 0; t < T; t++) {
+        const float *Bt = B + t * ldbc, *Ct = C + t * ldbc;
+        for (int64_t d = d_begin / 16 * 16; d < d_end; d += 16) {
+            const int64_t first = d < d_begin ? d_begin - d : 0, end = d_end - d < 16 ? d_end - d : 16;
+            const __mmask16 m = (__mmask16)(((1u << end) - 1) & ~((1u << first) - 1));
+            const __m512 delta = _mm512_maskz_loadu_ps(m, dt + t * D + d), xv = _mm512_maskz_loadu_ps(m, x + t * D + d);
+            const __m512 dx = _mm512_mul_ps(delta, xv);
+            float *ht = h + d * 16;
+            const float *at = A2 + d * 16;
+            __m512 even = _mm512_setzero_ps(), odd = _mm512_setzero_ps();
+            for (int n = 0; n < 16; n += 2) {
+                // a tile's state and decay rates are 16 lines each: ask for them two tiles
+                // ahead (2 KiB, as the per-channel scan asked 32 channels ahead)
+                _mm_prefetch((const char *)(ht + 512 + n * 16), _MM_HINT_T0);
+                _mm_prefetch((const char *)(ht + 512 + n * 16 + 16), _MM_HINT_T0);
+                _mm_prefetch((const char *)(at + 512 + n * 16), _MM_HINT_T0);
+                _mm_prefetch((const char *)(at + 512 + n * 16 + 16), _MM_HINT_T0);
+                const __m512 decay0 = exp2_nonpositive512(_mm512_mul_ps(delta, _mm512_loadu_ps(at + n * 16)));
+                const __m512 decay1 = exp2_nonpositive512(_mm512_mul_ps(delta, _mm512_loadu_ps(at + n * 16 + 16)));
+                const __m512 h0 = _mm512_fmadd_ps(dx, _mm512_set1_ps(Bt[n]), _mm512_mul_ps(decay0, _mm512_loadu_ps(ht + n * 16)));
+                const __m512 h1 = _mm512_fmadd_ps(dx, _mm512_set1_ps(Bt[n + 1]), _mm512_mul_ps(decay1, _mm512_loadu_ps(ht + n * 16 + 16)));
+                _mm512_mask_storeu_ps(ht + n * 16, m, h0);
+                _mm512_mask_storeu_ps(ht + n * 16 + 16, m, h1);
+                even = _mm512_fmadd_ps(h0, _mm512_set1_ps(Ct[n]), even);
+                odd = _mm512_fmadd_ps(h1, _mm512_set1_ps(Ct[n + 1]), odd);
+            }
+            const __m512 sum = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, Dskip + d), xv, _mm512_add_ps(even, odd));
+            _mm512_mask_storeu_ps(y + t * D + d, m, _mm512_mul_ps(sum, silu512(_mm512_maskz_loadu_ps(m, z + t * ldz + d))));
         }
     }
 }
@@ -328,9 +377,11 @@ void mk_selective_scan(float *h, const float *A2, const float *Dskip,
                        const float *z, int64_t ldz,
                        int64_t T, int64_t D, int64_t N, float *y,
                        int64_t d_begin, int64_t d_end) {
+    const int tiled = mk_scan_tiled(D, N);
 #if defined(__x86_64__)
     if (N == 16 && use_avx512()) {
-        selective_scan_16(h, A2, Dskip, dt, x, B, C, ldbc, z, ldz, T, D, y, d_begin, d_end);
+        if (tiled) selective_scan_tiles(h, A2, Dskip, dt, x, B, C, ldbc, z, ldz, T, D, y, d_begin, d_end);
+        else selective_scan_16(h, A2, Dskip, dt, x, B, C, ldbc, z, ldz, T, D, y, d_begin, d_end);
         return;
     }
 #endif
@@ -339,14 +390,25 @@ void mk_selective_scan(float *h, const float *A2, const float *Dskip,
         for (int64_t d = d_begin; d < d_end; d++) {
             const float delta = dt[t * D + d], xv = x[t * D + d];
             const float dx = delta * xv;
-            float *hd = h + d * N;
-            const float *Ad = A2 + d * N;
             float acc = 0;
             for (int64_t n = 0; n < N; n++) {
-                hd[n] = exp2f(delta * Ad[n]) * hd[n] + dx * Bt[n];
-                acc += hd[n] * Ct[n];
+                const int64_t i = scan_index(d, n, N, tiled);
+                h[i] = exp2f(delta * A2[i]) * h[i] + dx * Bt[n];
+                acc += h[i] * Ct[n];
             }
             y[t * D + d] = (acc + Dskip[d] * xv) * silu(zt[d]);
         }
     }
+}
+
+int mk_scan_tiled(int64_t D, int64_t N) { return N == 16 && D > 0 && D % 16 == 0; }
+
+void mk_scan_layout(const float *from, float *to, int64_t D, int64_t N, int to_scan) {
+    const int tiled = mk_scan_tiled(D, N);
+    for (int64_t d = 0; d < D; d++)
+        for (int64_t n = 0; n < N; n++) {
+            const int64_t i = scan_index(d, n, N, tiled);
+            if (to_scan) to[i] = from[d * N + n];
+            else to[d * N + n] = from[i];
+        }
 }

@@ -71,7 +71,7 @@ struct MambaLayer: Sendable {
     let xProj: Linear          // [R + 2N, D]
     let dtProj: Linear         // [D, R]
     let dtBias: [Float]        // [D]
-    let A2: [Float]            // [D, N], A·log2(e) with A = -exp(A_log): the scan's decay is 2^(dt·A2)
+    let A2: [Float]            // [D, N] in the scan's layout (mk_scan_layout), A·log2(e) with A = -exp(A_log): the scan's decay is 2^(dt·A2)
     let D: [Float]             // [D]
     let outProj: Linear        // [H, D]
 }
@@ -194,7 +194,8 @@ public final class FalconMambaModel: Sendable {
                 xProj: try loader.linear(p + "mixer.x_proj.weight", rows: r + 2 * n, cols: d),
                 dtProj: try loader.linear(p + "mixer.dt_proj.weight", rows: d, cols: r),
                 dtBias: try loader.floats(p + "mixer.dt_proj.bias", shape: [d]),
-                A2: try loader.floats(p + "mixer.A_log", shape: [d, n]).map { -expf($0) * Self.log2e },
+                A2: Self.scanLayout(try loader.floats(p + "mixer.A_log", shape: [d, n]).map { -expf($0) * Self.log2e },
+                                    channels: d, states: n),
                 D: try loader.floats(p + "mixer.D", shape: [d]),
                 outProj: try loader.linear(p + "mixer.out_proj.weight", rows: h, cols: d)))
         }
@@ -276,6 +277,16 @@ public final class FalconMambaModel: Sendable {
     static let log2e: Float = 1.44269504088896341
 
     /// [D, K] (the checkpoint's conv1d weight) to [K, D].
+    /// [channels, states] rows (transformers' layout) in the scan's layout: tiles of 16
+    /// channels where mk_scan_tiled says so.
+    static func scanLayout(_ rows: [Float], channels: Int, states: Int) -> [Float] {
+        var out = rows
+        rows.withUnsafeBufferPointer { from in
+            out.withUnsafeMutableBufferPointer { mk_scan_layout(from.baseAddress!, $0.baseAddress!, Int64(channels), Int64(states), 1) }
+        }
+        return out
+    }
+
     static func tapMajor(_ weights: [Float], channels: Int, taps: Int) -> [Float] {
         (0..<taps * channels).map { i in weights[(i % channels) * taps + i / channels] }
     }

@@ -1,3 +1,5 @@
+import CKernels
+
 /// The whole context of one sequence: per layer, the conv state (the last `convKernel`
 /// inputs of each channel, oldest first) and the SSM state. Its size is fixed however
 /// long the sequence is (about 40 MiB for the 7B), so a snapshot is a copy: this is a
@@ -12,7 +14,8 @@ public struct SequenceState: Sendable, Equatable {
     private var storage: Storage
 
     /// Floats in one buffer: conv [layers, convKernel, innerSize] (tap-major, as the conv
-    /// kernel reads it) then ssm [layers, innerSize, stateSize].
+    /// kernel reads it) then ssm [layers, innerSize, stateSize] in the scan's layout (tiles
+    /// of 16 channels, mk_scan_layout).
     final class Storage: @unchecked Sendable {
         let pointer: UnsafeMutablePointer<Float>
         let count: Int
@@ -51,8 +54,8 @@ public struct SequenceState: Sendable, Equatable {
 
     /// Every layer's conv state, [layers, innerSize, convKernel] (a copy, as transformers lays it out).
     public var conv: [Float] { (0..<layers).flatMap { convState(layer: $0) } }
-    /// Every layer's SSM state, [layers, innerSize, stateSize] (a copy).
-    public var ssm: [Float] { Array(UnsafeBufferPointer(start: storage.pointer + convCount, count: storage.count - convCount)) }
+    /// Every layer's SSM state, [layers, innerSize, stateSize] (a copy, as transformers lays it out).
+    public var ssm: [Float] { (0..<layers).flatMap { ssmState(layer: $0) } }
 
     /// Layer `layer`'s conv state, [innerSize, convKernel] (a copy, as transformers lays it out).
     public func convState(layer: Int) -> [Float] {
@@ -60,10 +63,13 @@ public struct SequenceState: Sendable, Equatable {
         return (0..<innerSize * convKernel).map { i in base[(i % convKernel) * innerSize + i / convKernel] }
     }
 
-    /// Layer `layer`'s SSM state, [innerSize, stateSize] (a copy).
+    /// Layer `layer`'s SSM state, [innerSize, stateSize] (a copy, as transformers lays it out).
     public func ssmState(layer: Int) -> [Float] {
         let size = innerSize * stateSize
-        return Array(UnsafeBufferPointer(start: storage.pointer + convCount + layer * size, count: size))
+        return [Float](unsafeUninitializedCapacity: size) { out, count in
+            mk_scan_layout(storage.pointer + convCount + layer * size, out.baseAddress!, Int64(innerSize), Int64(stateSize), 0)
+            count = size
+        }
     }
 
     /// Back to the empty context.

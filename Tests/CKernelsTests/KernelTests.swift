@@ -285,5 +285,86 @@ extension KernelTests {
             return y + h
         }
     }
+
+    /// The scan's layout: tiles of 16 channels for N = 16 and D a multiple of 16, else
+    /// transformers' [D][N]; mk_scan_layout converts both ways.
+    @Test func scanLayout() {
+        #expect(mk_scan_tiled(8192, 16) == 1 && mk_scan_tiled(160, 16) == 1)
+        #expect(mk_scan_tiled(165, 16) == 0 && mk_scan_tiled(160, 8) == 0)
+        let D = 32, N = 16
+        let rows = (0..<D * N).map(Float.init)
+        var tiled = [Float](repeating: 0, count: D * N), back = tiled
+        mk_scan_layout(rows, &tiled, Int64(D), Int64(N), 1)
+        mk_scan_layout(tiled, &back, Int64(D), Int64(N), 0)
+        #expect(back == rows)
+        // state n of channels 16...31 is one vector of the second tile
+        #expect(Array(tiled[256 + 3 * 16..<256 + 4 * 16]) == (16..<32).map { Float($0 * N + 3) })
+    }
+
+    /// The scan on the tiled layout against the definition written out here on [D][N]
+    /// rows, on every ISA, with ranges that start and end inside tiles (as threads split
+    /// the channels): each range changes only its own channels of h and y.
+    @Test func tiledScanMatchesTheDefinition() {
+        var random = TestRandom(state: 23)
+        let T = 5, D = 160, N = 16
+        let A2 = (0..<D * N).map { _ in -abs(random.float()) * 6 }
+        let Dskip = (0..<D).map { _ in random.float() }
+        let dt = (0..<T * D).map { _ in abs(random.float()) * 0.5 }
+        let x = (0..<T * D).map { _ in random.float() }, z = (0..<T * D).map { _ in random.float() }
+        let bc = (0..<T * 2 * N).map { _ in random.float() }
+        let h0 = (0..<D * N).map { _ in random.float() }
+        func silu(_ v: Float) -> Float { v / (1 + Float(exp(Double(-v)))) }
+        var hRef = h0, yRef = [Float](repeating: 0, count: T * D)
+        for t in 0..<T {
+            for d in 0..<D {
+                var acc: Float = 0
+                for n in 0..<N {
+                    hRef[d * N + n] = Float(exp2(Double(dt[t * D + d] * A2[d * N + n]))) * hRef[d * N + n]
+                        + dt[t * D + d] * x[t * D + d] * bc[t * 2 * N + n]
+                    acc += hRef[d * N + n] * bc[t * 2 * N + N + n]
+                }
+                yRef[t * D + d] = (acc + Dskip[d] * x[t * D + d]) * silu(z[t * D + d])
+            }
+        }
+        var tiledA2 = A2, tiledH0 = h0
+        mk_scan_layout(A2, &tiledA2, Int64(D), Int64(N), 1)
+        mk_scan_layout(h0, &tiledH0, Int64(D), Int64(N), 1)
+        for isa in availableISAs {
+            mk_force_isa(isa)
+            defer { mk_force_isa(0) }
+            for steps in [T, 1] {
+                var h = tiledH0, y = [Float](repeating: .nan, count: T * D)
+                let ranges = [20..<45, 0..<20, 45..<D]
+                for (i, range) in ranges.enumerated() {
+                    mk_selective_scan(&h, tiledA2, Dskip, dt, x, bc, Array(bc[N...]), Int64(2 * N), z, Int64(D),
+                                      Int64(steps), Int64(D), Int64(N), &y, Int64(range.lowerBound), Int64(range.upperBound))
+                    if i == 0 {  // the first range alone: nothing outside it changed
+                        var rows = [Float](repeating: 0, count: D * N)
+                        mk_scan_layout(h, &rows, Int64(D), Int64(N), 0)
+                        let outside = (0..<D).filter { !range.contains($0) }
+                        #expect(outside.allSatisfy { d in (0..<N).allSatisfy { rows[d * N + $0] == h0[d * N + $0] } }, "isa \(isa)")
+                        #expect(outside.allSatisfy { y[$0].isNaN }, "isa \(isa)")
+                    }
+                }
+                // Nor does a range store to the other channels of its tiles (a thread may be
+                // updating them): a store of even an unchanged -0.0 would write +0.0 back.
+                var zeros = [Float](repeating: -0.0, count: D * N), zeroY = [Float](repeating: -0.0, count: T * D)
+                mk_selective_scan(&zeros, tiledA2, Dskip, dt, x, bc, Array(bc[N...]), Int64(2 * N), z, Int64(D),
+                                  Int64(steps), Int64(D), Int64(N), &zeroY, 20, 45)
+                var zeroRows = [Float](repeating: 0, count: D * N)
+                mk_scan_layout(zeros, &zeroRows, Int64(D), Int64(N), 0)
+                let others = (0..<D).filter { !(20..<45).contains($0) }
+                #expect(others.allSatisfy { d in (0..<N).allSatisfy { zeroRows[d * N + $0].sign == .minus } }, "isa \(isa)")
+                #expect(others.allSatisfy { zeroY[$0].sign == .minus }, "isa \(isa)")
+
+                var rows = [Float](repeating: 0, count: D * N)
+                mk_scan_layout(h, &rows, Int64(D), Int64(N), 0)
+                if steps == T {
+                    for (a, b) in zip(rows, hRef) { #expect(abs(a - b) <= 1e-5 * max(1, abs(b)), "h isa \(isa)") }
+                    for (a, b) in zip(y, yRef) { #expect(abs(a - b) <= 1e-5 * max(1, abs(b)), "y isa \(isa)") }
+                }
+            }
+        }
+    }
 }
 }

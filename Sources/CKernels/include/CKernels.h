@@ -218,16 +218,25 @@ void mk_softplus_bias(float *dt, const float *bias, int64_t T, int64_t D);
 /// The selective scan of Mamba-1 over T tokens, fused with the skip and the gate:
 ///   h[d, n] = 2^(dt[t, d] * A2[d, n]) * h[d, n] + dt[t, d] * x[t, d] * B[t, n]
 ///   y[t, d] = (sum_n h[d, n] * C[t, n] + Dskip[d] * x[t, d]) * silu(z[t, d])
-/// h [D, N] is updated in place. dt, x, y are [T, D] contiguous; B and C are rows of
-/// width N with leading dimension ldbc; z has leading dimension ldz. Only channels
-/// [d_begin, d_end) are computed. A2 is Mamba's A (-exp(A_log), never positive) times
-/// log2(e): as a power of 2, the decay exp(dt * A) needs no range reduction of its own.
+/// h and A2 are in the scan's layout (mk_scan_layout); h is updated in place. dt, x, y
+/// are [T, D] contiguous; B and C are rows of width N with leading dimension ldbc; z has
+/// leading dimension ldz. Only channels [d_begin, d_end) are computed (and stored). A2
+/// is Mamba's A (-exp(A_log), never positive) times log2(e): as a power of 2, the decay
+/// exp(dt * A) needs no range reduction of its own.
 void mk_selective_scan(float *h, const float *A2, const float *Dskip,
                        const float *dt, const float *x,
                        const float *B, const float *C, int64_t ldbc,
                        const float *z, int64_t ldz,
                        int64_t T, int64_t D, int64_t N, float *y,
                        int64_t d_begin, int64_t d_end);
+
+/// Whether the scan keeps h and A2 in tiles of 16 channels ([D / 16][N][16]: N = 16 and D
+/// a multiple of 16, as Falcon-Mamba's 7B) rather than [D][N]: one vector is then one
+/// state of 16 channels.
+int mk_scan_tiled(int64_t D, int64_t N);
+/// Convert [D][N] rows (transformers' layout of A_log and the SSM state) to the scan's
+/// layout (`to_scan` 1) or back (0); `from` and `to` must not overlap.
+void mk_scan_layout(const float *from, float *to, int64_t D, int64_t N, int to_scan);
 
 /// Where a prefetch puts a line. Non-temporal (prefetchnta): into L1, kept out of the
 /// outer caches' way; on Zen 4 it holds an L1 miss buffer for the whole trip from
