@@ -111,50 +111,15 @@ AVX512 static void softplus_bias_512(float *dt, const float *bias, int64_t T, in
     }
 }
 
-/// The scan with N = 16 on the untiled state (D not a multiple of 16): one channel's
-/// state is one zmm register; the gate of 16 channels at a time.
-AVX512 static void selective_scan_16(float *h, const float *A2, const float *Dskip, const float *dt, const float *x,
-                                     const float *B, const float *C, int64_t ldbc, const float *z, int64_t ldz,
-                                     int64_t T, int64_t D, float *y, int64_t d_begin, int64_t d_end) {
-    for (int64_t t = 0; t < T; t++) {
-        const __m512 Bt = _mm512_loadu_ps(B + t * ldbc), Ct = _mm512_loadu_ps(C + t * ldbc);
-        const float *zt = z + t * ldz;
-        int64_t d = d_begin;
-        for (; d < d_end; d += 16) {
-            __m512 products[16];
-            const int64_t count = d_end - d < 16 ? d_end - d : 16;
-            for (int64_t i = 0; i < count; i++) {
-                const int64_t c = d + i;
-                const float delta = dt[t * D + c];
-                // Each channel's state and decay rates are one line each, read once a
-                // step; asking for them 32 channels ahead took a 4-sequence step's scans
-                // from 8.7 to 7.5-8.2 ms on the 7B (Benchmarks/kernels/scan_stream.c).
-                _mm_prefetch((const char *)(h + (c + 32) * 16), _MM_HINT_T0);
-                _mm_prefetch((const char *)(A2 + (c + 32) * 16), _MM_HINT_T0);
-                const __m512 decay = exp2_nonpositive512(_mm512_mul_ps(_mm512_set1_ps(delta), _mm512_loadu_ps(A2 + c * 16)));
-                __m512 hd = _mm512_mul_ps(decay, _mm512_loadu_ps(h + c * 16));
-                hd = _mm512_fmadd_ps(_mm512_set1_ps(delta * x[t * D + c]), Bt, hd);
-                _mm512_storeu_ps(h + c * 16, hd);
-                products[i] = _mm512_mul_ps(hd, Ct);
-            }
-            for (int64_t i = count; i < 16; i++) products[i] = _mm512_setzero_ps();
-            const __mmask16 m = (__mmask16)((1u << count) - 1);
-            const __m512 xv = _mm512_maskz_loadu_ps(m, x + t * D + d);
-            const __m512 out = _mm512_mul_ps(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, Dskip + d), xv, mk_lanes16(products, MK_LANES_ADD)),
-                                             silu512(_mm512_maskz_loadu_ps(m, zt + d)));
-            _mm512_mask_storeu_ps(y + t * D + d, m, out);
-        }
-    }
-}
-
 /// The scan with N = 16 on the tiled state (mk_scan_tiled): one vector holds state n of
 /// 16 channels, so dt, x and the gate load as vectors, B and C broadcast one value at a
-/// time and the sum over the state is an FMA a state, not a horizontal sum. 25% faster
-/// than selective_scan_16 with the state in cache (0.150 -> 0.112 ms for 4 sequences of
-/// the 7B's 8192 channels on one core), where each channel needed two broadcasts and
-/// its share of a 16-way transposing sum. A range that starts or ends inside a tile
+/// time and the sum over the state is an FMA a state, not a horizontal sum. With one
+/// channel's 16 states in a vector instead (until session 10), each channel needed two
+/// broadcasts and its share of a 16-way transposing sum: 25% slower with the state in
+/// cache (0.150 against 0.112 ms for 4 sequences of the 7B's 8192 channels on one core,
+/// Benchmarks/kernels/scan_stream.c). A range that starts or ends inside a tile
 /// computes the whole tile and stores only its own channels (another thread may own the
-/// rest).
+/// rest). Other shapes (D not a multiple of 16, N not 16) take the scalar loop.
 AVX512 static void selective_scan_tiles(float *h, const float *A2, const float *Dskip, const float *dt, const float *x,
                                         const float *B, const float *C, int64_t ldbc, const float *z, int64_t ldz,
                                         int64_t T, int64_t D, float *y, int64_t d_begin, int64_t d_end) {
@@ -169,8 +134,10 @@ AVX512 static void selective_scan_tiles(float *h, const float *A2, const float *
             const float *at = A2 + d * 16;
             __m512 even = _mm512_setzero_ps(), odd = _mm512_setzero_ps();
             for (int n = 0; n < 16; n += 2) {
-                // a tile's state and decay rates are 16 lines each: ask for them two tiles
-                // ahead (2 KiB, as the per-channel scan asked 32 channels ahead)
+                // a tile's state and decay rates are 16 lines each, read once a step: ask
+                // for them two tiles (2 KiB) ahead (4 and 8 were no better; asking 2 KiB
+                // ahead took the per-channel scan before this one from 8.7 to 7.5-8.2 ms
+                // a 4-sequence step)
                 _mm_prefetch((const char *)(ht + 512 + n * 16), _MM_HINT_T0);
                 _mm_prefetch((const char *)(ht + 512 + n * 16 + 16), _MM_HINT_T0);
                 _mm_prefetch((const char *)(at + 512 + n * 16), _MM_HINT_T0);
@@ -379,9 +346,8 @@ void mk_selective_scan(float *h, const float *A2, const float *Dskip,
                        int64_t d_begin, int64_t d_end) {
     const int tiled = mk_scan_tiled(D, N);
 #if defined(__x86_64__)
-    if (N == 16 && use_avx512()) {
-        if (tiled) selective_scan_tiles(h, A2, Dskip, dt, x, B, C, ldbc, z, ldz, T, D, y, d_begin, d_end);
-        else selective_scan_16(h, A2, Dskip, dt, x, B, C, ldbc, z, ldz, T, D, y, d_begin, d_end);
+    if (tiled && use_avx512()) {
+        selective_scan_tiles(h, A2, Dskip, dt, x, B, C, ldbc, z, ldz, T, D, y, d_begin, d_end);
         return;
     }
 #endif

@@ -276,7 +276,6 @@ public final class FalconMambaModel: Sendable {
     /// log2(e) in float32: Mamba's A is kept as A·log2(e) (see MambaLayer.A2).
     static let log2e: Float = 1.44269504088896341
 
-    /// [D, K] (the checkpoint's conv1d weight) to [K, D].
     /// [channels, states] rows (transformers' layout) in the scan's layout: tiles of 16
     /// channels where mk_scan_tiled says so.
     static func scanLayout(_ rows: [Float], channels: Int, states: Int) -> [Float] {
@@ -287,6 +286,7 @@ public final class FalconMambaModel: Sendable {
         return out
     }
 
+    /// [D, K] (the checkpoint's conv1d weight) to [K, D].
     static func tapMajor(_ weights: [Float], channels: Int, taps: Int) -> [Float] {
         (0..<taps * channels).map { i in weights[(i % channels) * taps + i / channels] }
     }
