@@ -101,32 +101,33 @@ func referenceTokens(_ fixture: String, _ tensor: String) throws -> [Int] {
     /// `bench` on a tiny checkpoint: the table, and with --each a line a round that says
     /// batch 1's share of the round's probe and batch 2's multiple of batch 1.
     @Test func benchPrintsTheTableAndEveryRound() throws {
-        let output = try Mambad.run(["bench", "--model", Mambad.model("tiny-fp4-like-7b"), "--threads", "1",
-                                     "--batch", "1,2", "--tokens", "3", "--prompt", "4", "--repeat", "2", "--each",
-                                     "--precision", "fast"])
-        #expect(output.status == 0, "\(output.stderr)")
-        let lines = output.stdout.split(separator: "\n").map(String.init)
+        let lines = try bench(["--threads", "1", "--repeat", "2", "--each"])
         #expect(lines.contains { $0.hasPrefix("threads") && $0.contains("tg b=1 tok/s") && $0.contains("tg b=2 tok/s") })
         let rounds = lines.filter { $0.hasPrefix("  round ") }
-        #expect(rounds.count == 2, "\(output.stdout)")
+        #expect(rounds.count == 2, "\(lines)")
         for line in rounds {
             #expect(line.contains("prefetch auto: probe "), "\(line)")
             let summary = try #require(line.firstRange(of: "(b=1 at ").map { line[$0.lowerBound...] }, "\(line)")
             #expect(summary.contains("% of the probe, b=2 ") && summary.hasSuffix("x b=1)"), "\(line)")
         }
-        #expect(lines.contains { $0.hasPrefix("1        fast       auto") }, "\(output.stdout)")
+        #expect(lines.contains { $0.hasPrefix("1        fast       auto") }, "\(lines)")
+    }
+
+    /// `mambad bench` of the fast path on a tiny checkpoint, 3 decode steps at batch 1 and
+    /// 2 after a 4-token prompt, with `arguments` besides; its output's lines.
+    func bench(_ arguments: [String]) throws -> [String] {
+        let output = try Mambad.run(["bench", "--model", Mambad.model("tiny-fp4-like-7b"), "--batch", "1,2", "--tokens", "3",
+                                     "--prompt", "4", "--precision", "fast"] + arguments)
+        #expect(output.status == 0, "\(output.stderr)")
+        return output.stdout.split(separator: "\n").map(String.init)
     }
 
     /// `bench --phases`: a line a batch size with every phase's ms a step and share of the
     /// probe, and the rest of the step.
     @Test func benchPrintsDecodePhases() throws {
-        let output = try Mambad.run(["bench", "--model", Mambad.model("tiny-fp4-like-7b"), "--threads", "2",
-                                     "--batch", "1,2", "--tokens", "3", "--prompt", "4", "--repeat", "1", "--phases",
-                                     "--precision", "fast"])
-        #expect(output.status == 0, "\(output.stderr)")
-        let lines = output.stdout.split(separator: "\n").map(String.init)
+        let lines = try bench(["--threads", "2", "--repeat", "1", "--phases"])
         for batch in [1, 2] {
-            let line = try #require(lines.first { $0.hasPrefix("  phases at b=\(batch), ") }, "\(output.stdout)")
+            let line = try #require(lines.first { $0.hasPrefix("  phases at b=\(batch), ") }, "\(lines)")
             for phase in ["in_proj+conv", "x_proj", "dt_proj+scan", "out_proj", "lm_head"] {
                 #expect(line.contains(", \(phase) ") || line.contains(": \(phase) "), "\(phase): \(line)")
             }
