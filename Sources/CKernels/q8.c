@@ -44,21 +44,24 @@ static void quantize_blocks_scalar(const float *x, int64_t ldx, mk_q8_rows *out,
 
 #define AVX512Q __attribute__((target("avx512f,avx512bw")))
 
-/// One block of 64: its largest magnitude, int8 values and their sum.
-AVX512Q static void quantize_block_avx512(const float *xb, int8_t *q, float *scale, int32_t *neg_corr) {
-    __m512 v[4], m = _mm512_setzero_ps();
-    for (int i = 0; i < 4; i++) {
-        v[i] = _mm512_loadu_ps(xb + 16 * i);
-        m = _mm512_max_ps(m, _mm512_abs_ps(v[i]));
-    }
-    const float amax = _mm512_reduce_max_ps(m);
-    const __m512 inverse = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+/// One block of 64 values times `inverse` (127 over their largest magnitude) as int8
+/// into q; returns their sums, 16 lanes of partial sums.
+AVX512Q static inline __m512i quantize_values_avx512(const float *xb, __m512 inverse, int8_t *q) {
     __m512i sum = _mm512_setzero_si512();
     for (int i = 0; i < 4; i++) {
-        const __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(v[i], inverse));  // round to nearest even, as lrintf
+        const __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + 16 * i), inverse));  // round to nearest even, as lrintf
         sum = _mm512_add_epi32(sum, r);
         _mm_storeu_si128((__m128i *)(q + 16 * i), _mm512_cvtsepi32_epi8(r));
     }
+    return sum;
+}
+
+/// One block of 64: its largest magnitude, int8 values and their sum.
+AVX512Q static void quantize_block_avx512(const float *xb, int8_t *q, float *scale, int32_t *neg_corr) {
+    __m512 m = _mm512_setzero_ps();
+    for (int i = 0; i < 4; i++) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(xb + 16 * i)));
+    const float amax = _mm512_reduce_max_ps(m);
+    const __m512i sum = quantize_values_avx512(xb, _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f), q);
     *scale = amax / 127.0f;
     *neg_corr = -128 * _mm512_reduce_add_epi32(sum);
 }
@@ -90,17 +93,8 @@ AVX512Q static void quantize_blocks_avx512(const float *x, int64_t ldx, mk_q8_ro
             _mm512_storeu_ps(inverse, _mm512_maskz_div_ps(_mm512_cmp_ps_mask(amax, _mm512_setzero_ps(), _CMP_GT_OQ), k127, amax));
             _mm512_storeu_ps(scale + b, _mm512_div_ps(amax, k127));
             __m512 sums[16];
-            for (int j = 0; j < 16; j++) {
-                const float *xb = row + 64 * (b + j);
-                const __m512 by = _mm512_set1_ps(inverse[j]);
-                __m512i sum = _mm512_setzero_si512();
-                for (int i = 0; i < 4; i++) {
-                    const __m512i r = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xb + 16 * i), by));
-                    sum = _mm512_add_epi32(sum, r);
-                    _mm_storeu_si128((__m128i *)(q + 64 * (b + j) + 16 * i), _mm512_cvtsepi32_epi8(r));
-                }
-                sums[j] = _mm512_castsi512_ps(sum);
-            }
+            for (int j = 0; j < 16; j++)
+                sums[j] = _mm512_castsi512_ps(quantize_values_avx512(row + 64 * (b + j), _mm512_set1_ps(inverse[j]), q + 64 * (b + j)));
             const __m512i total = _mm512_castps_si512(mk_lanes16(sums, MK_LANES_ADD_I32));
             _mm512_storeu_si512(neg_corr + b, _mm512_mullo_epi32(total, _mm512_set1_epi32(-128)));
         }

@@ -158,11 +158,11 @@ AVX512 static void selective_scan_tiles(float *h, const float *A2, const float *
 }
 
 /// The kernel-width-4 conv for one decode token (T = 1), 64 channels at a time; it
-/// returns where it stopped. Each group of 16 is a chain of four
-/// FMAs and a SiLU (~80 cycles of latency) and the core overlapped few of them, so one
-/// group after another took ~57 cycles each (L1 warm); four at once, ~39 (a 4-sequence
-/// step of the 7B: 32 -> 22 us a layer on one thread, Benchmarks/kernels/scan_stream.c
-/// with `conv`). Prefetching the 8 rows of taps 64-512 channels ahead did not help.
+/// returns where it stopped. Each group of 16 is a chain of four FMAs and a SiLU (~80
+/// cycles of latency) and the core overlapped few of them, so one group after another
+/// took ~57 cycles each (L1 warm); four at once, ~39 (a 4-sequence step of the 7B: 32 ->
+/// 22 us a layer on one thread, Benchmarks/kernels/scan_stream.c with `conv`).
+/// Prefetching the 8 rows of taps 64-512 channels ahead did not help.
 AVX512 static int64_t conv1d_silu_k4_token_512(float *state, const float *weight, const float *bias, const float *x,
                                                int64_t D, float *out, int64_t d_begin, int64_t d_end) {
     int64_t d = d_begin;
