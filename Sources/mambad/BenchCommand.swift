@@ -100,8 +100,8 @@ struct Bench: ParsableCommand {
                 // For each prefetch plan: probes, prefills, and decodes at each batch size.
                 var probes = plans.map { _ in [Double]() }, prefills = probes
                 var decodes = plans.map { _ in batches.map { _ in [Double]() } }
-                // every plan's steps together: their phases, and their whole time (seconds, steps)
-                var stepPhases = batches.map { _ in DecodePhases() }, stepTimes = batches.map { _ in (0.0, 0) }
+                // every plan's steps together: their phases, and their whole time in seconds
+                var stepPhases = batches.map { _ in DecodePhases() }, stepSeconds = batches.map { _ in 0.0 }
                 for round in 0..<self.repeat {
                     for (d, plan) in plans.enumerated() {
                         ComputePool.fixedPrefetch = plan
@@ -109,12 +109,11 @@ struct Bench: ParsableCommand {
                         prefills[d].append(try measurePrefill(engine, promptTokens))
                     }
                     for (i, b) in batches.enumerated() {
-                        let (rates, measured) = try measureDecode(engine, batch: b, steps: tokens, plans: plans)
+                        let (rates, measured, seconds) = try measureDecode(engine, batch: b, steps: tokens, plans: plans)
                         for d in plans.indices { decodes[d][i].append(rates[d]) }
                         if let measured {
                             stepPhases[i] += measured
-                            stepTimes[i].0 += rates.reduce(0) { $0 + Double(b * tokens) / $1 }
-                            stepTimes[i].1 += tokens * plans.count
+                            stepSeconds[i] += seconds
                         }
                     }
                     if each {
@@ -150,7 +149,7 @@ struct Bench: ParsableCommand {
                     let probe = median(plans.indices.flatMap { probes[$0] })
                     for (i, b) in batches.enumerated() {
                         print("  " + Self.phaseSummary(engine, batch: b, stepPhases[i], probe: probe,
-                                                       stepMilliseconds: 1e3 * stepTimes[i].0 / Double(max(1, stepTimes[i].1))))
+                                                       stepMilliseconds: 1e3 * stepSeconds[i] / Double(max(1, stepPhases[i].steps))))
                     }
                 }
                 if plans == [nil], !engine.prefetchChoices.isEmpty {
@@ -227,9 +226,10 @@ struct Bench: ParsableCommand {
     /// Generated tokens per second (all sequences together) for `batch` sequences decoding
     /// in step, `steps` steps by each prefetch plan. With several plans the steps
     /// alternate between them, so that each sees the same bandwidth state of the host.
-    /// With --phases, also where the steps spent their time.
+    /// With --phases, also where the steps spent their time; and the steps' seconds, all
+    /// plans together.
     func measureDecode(_ engine: FalconMambaModel, batch: Int, steps: Int,
-                       plans: [PrefetchPlan?]) throws -> (rates: [Double], phases: DecodePhases?) {
+                       plans: [PrefetchPlan?]) throws -> (rates: [Double], phases: DecodePhases?, seconds: Double) {
         var states = (0..<batch).map { _ in engine.newState() }
         var next = (0..<batch).map { 100 + $0 }
         _ = try engine.decodeBatch(next, states: &states)  // warm up
@@ -245,7 +245,7 @@ struct Bench: ParsableCommand {
             seconds[d] += (clock.now - start).seconds
             for b in 0..<batch { next[b] = Sampler.argmax(output.logits[b * engine.vocabSize..<(b + 1) * engine.vocabSize]) }
         }
-        return (seconds.map { Double(batch * steps) / $0 }, output.phases)
+        return (seconds.map { Double(batch * steps) / $0 }, output.phases, seconds.reduce(0, +))
     }
 
     /// Both precisions on the same tokens (the exact path's greedy continuation fed to both).
