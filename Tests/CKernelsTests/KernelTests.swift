@@ -326,9 +326,12 @@ extension KernelTests {
                 yRef[t * D + d] = (acc + Dskip[d] * x[t * D + d]) * silu(z[t * D + d])
             }
         }
-        var tiledA2 = A2, tiledH0 = h0
-        mk_scan_layout(A2, &tiledA2, Int64(D), Int64(N), 1)
-        mk_scan_layout(h0, &tiledH0, Int64(D), Int64(N), 1)
+        func layout(_ from: [Float], toScan: Bool) -> [Float] {
+            var to = from
+            mk_scan_layout(from, &to, Int64(D), Int64(N), toScan ? 1 : 0)
+            return to
+        }
+        let tiledA2 = layout(A2, toScan: true), tiledH0 = layout(h0, toScan: true)
         for isa in availableISAs {
             mk_force_isa(isa)
             defer { mk_force_isa(0) }
@@ -339,8 +342,7 @@ extension KernelTests {
                     mk_selective_scan(&h, tiledA2, Dskip, dt, x, bc, Array(bc[N...]), Int64(2 * N), z, Int64(D),
                                       Int64(steps), Int64(D), Int64(N), &y, Int64(range.lowerBound), Int64(range.upperBound))
                     if i == 0 {  // the first range alone: nothing outside it changed
-                        var rows = [Float](repeating: 0, count: D * N)
-                        mk_scan_layout(h, &rows, Int64(D), Int64(N), 0)
+                        let rows = layout(h, toScan: false)
                         let outside = (0..<D).filter { !range.contains($0) }
                         #expect(outside.allSatisfy { d in (0..<N).allSatisfy { rows[d * N + $0] == h0[d * N + $0] } }, "isa \(isa)")
                         #expect(outside.allSatisfy { y[$0].isNaN }, "isa \(isa)")
@@ -351,14 +353,12 @@ extension KernelTests {
                 var zeros = [Float](repeating: -0.0, count: D * N), zeroY = [Float](repeating: -0.0, count: T * D)
                 mk_selective_scan(&zeros, tiledA2, Dskip, dt, x, bc, Array(bc[N...]), Int64(2 * N), z, Int64(D),
                                   Int64(steps), Int64(D), Int64(N), &zeroY, 20, 45)
-                var zeroRows = [Float](repeating: 0, count: D * N)
-                mk_scan_layout(zeros, &zeroRows, Int64(D), Int64(N), 0)
+                let zeroRows = layout(zeros, toScan: false)
                 let others = (0..<D).filter { !(20..<45).contains($0) }
                 #expect(others.allSatisfy { d in (0..<N).allSatisfy { zeroRows[d * N + $0].sign == .minus } }, "isa \(isa)")
                 #expect(others.allSatisfy { zeroY[$0].sign == .minus }, "isa \(isa)")
 
-                var rows = [Float](repeating: 0, count: D * N)
-                mk_scan_layout(h, &rows, Int64(D), Int64(N), 0)
+                let rows = layout(h, toScan: false)
                 if steps == T {
                     for (a, b) in zip(rows, hRef) { #expect(abs(a - b) <= 1e-5 * max(1, abs(b)), "h isa \(isa)") }
                     for (a, b) in zip(y, yRef) { #expect(abs(a - b) <= 1e-5 * max(1, abs(b)), "y isa \(isa)") }
